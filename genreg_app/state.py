@@ -1,0 +1,112 @@
+"""The sidebar (dataset, generator, device picked once for all pages) and the cached lab."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tempfile
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+import streamlit as st
+
+from genreg_core.config import DataConfig
+from genreg_core.lab import Lab, genreg_home, open_lab
+
+DATASET_CHOICES = {
+    "digits": "Digits (bundled, 16×16)",
+    "folder": "Image folder on this machine",
+    "zip": "Upload an image folder (.zip)",
+}
+GENERATOR_CHOICES = {
+    "shipped": "Shipped digits model",
+    "local": "Local diffusers folder",
+    "hub": "Hugging Face hub id (online)",
+}
+
+
+@st.cache_resource(show_spinner="Loading data, generator and feature extractor…", max_entries=4)
+def _cached_lab(data_config_json: str, generator_source: str | None, device: str) -> Lab:
+    return open_lab(DataConfig(**json.loads(data_config_json)), generator_source, device)
+
+
+def _extract_zip(data: bytes) -> Path:
+    """Unpack an uploaded zip into a content-addressed folder, refusing paths that escape it."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    target = genreg_home() / "uploads" / digest
+    if target.exists():
+        return _zip_root(target)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"the upload is not a zip file: {exc}") from exc
+    staging = Path(tempfile.mkdtemp(dir=genreg_home()))
+    with archive:
+        for member in archive.infolist():
+            dest = (staging / member.filename).resolve()
+            if not dest.is_relative_to(staging.resolve()):
+                raise ValueError(f"zip entry {member.filename!r} points outside the archive")
+        archive.extractall(staging)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(target)
+    return _zip_root(target)
+
+
+def _zip_root(folder: Path) -> Path:
+    """The folder holding the class folders: the zip itself or its single top-level folder."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir() and all(p.is_dir() for p in entries[0].iterdir()):
+        return entries[0]
+    return folder
+
+
+def sidebar() -> tuple[DataConfig, str | None, str]:
+    """Draw the shared sidebar and return (data config, generator source, device)."""
+    genreg_home().mkdir(parents=True, exist_ok=True)
+    with st.sidebar:
+        st.header("Data and models")
+        kind = st.selectbox("Dataset", list(DATASET_CHOICES), format_func=DATASET_CHOICES.get, key="genreg.dataset")
+        config = DataConfig()
+        if kind == "folder":
+            root = st.text_input("Folder (ROOT/<class>/*.png)", key="genreg.folder")
+            config = DataConfig(name="imagefolder", root=root or None)
+        elif kind == "zip":
+            upload = st.file_uploader("Zip of ROOT/<class>/*.png", type=["zip"], key="genreg.upload")
+            root = None
+            if upload is not None:
+                try:
+                    root = str(_extract_zip(upload.getvalue()))
+                except ValueError as exc:
+                    st.error(str(exc))
+            config = DataConfig(name="imagefolder", root=root)
+        if kind != "digits":
+            size = st.number_input("Image size", 8, 128, 16, step=4, key="genreg.image_size")
+            config.image_size = int(size)
+        gen_kind = st.selectbox("Generator", list(GENERATOR_CHOICES), format_func=GENERATOR_CHOICES.get,
+                                key="genreg.generator")
+        source = None
+        if gen_kind != "shipped":
+            label = "diffusers folder (UNet2DModel or DDPMPipeline)" if gen_kind == "local" else "hub id"
+            source = st.text_input(label, key="genreg.generator_source") or None
+        device = st.selectbox("Device", ["auto", "cpu", "cuda"], key="genreg.device")
+    return config, source, device
+
+
+def current_lab() -> Lab:
+    """The lab for the sidebar's choices (cached); shows a clear error and stops the page on bad input."""
+    config, source, device = sidebar()
+    if config.name == "imagefolder" and not config.root:
+        st.info("Choose an image folder in the sidebar to continue.")
+        st.stop()
+    try:
+        return _cached_lab(json.dumps(asdict(config), sort_keys=True), source, device)
+    except ValueError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def lab_key(lab: Lab) -> str:
+    """A stable string identifying the lab's data and generator, for ``st.cache_data`` keys."""
+    return json.dumps([asdict(lab.data_config), lab.generator.source, str(lab.device)], sort_keys=True)

@@ -1,0 +1,5 @@
+"""``python -m genreg_core`` is the ``genreg`` command."""
+
+from genreg_core.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""The ``genreg`` command line (also ``python -m genreg_core``)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+import torch
+from tqdm import tqdm
+
+from genreg_core.config import DataConfig, get_preset
+from genreg_core.device import resolve_device
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", help="digits | imagefolder | mnist | fashion-mnist | cifar10")
+    p.add_argument("--data-root", default=None, help="image folder or torchvision data root")
+    p.add_argument("--image-size", type=int, default=16)
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
+
+
+def _add_common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--preset", default="default", help="tiny | default | gpu")
+
+
+def _data_config(args: argparse.Namespace) -> DataConfig:
+    return DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
+
+
+def _progress(total: int, desc: str, initial: int = 0):
+    return tqdm(total=total, desc=desc, initial=initial, file=sys.stderr, dynamic_ncols=True)
+
+
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from genreg_core.data import load_dataset, split_dataset
+    from genreg_core.generator_training import train_generator
+
+    preset = get_preset(args.preset)
+    data_config = _data_config(args)
+    dataset = load_dataset(data_config)
+    split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
+    unet_config = preset.unet
+    unet_config.sample_size, unet_config.channels = dataset.image_size, dataset.channels
+    unet_config.num_classes = None if args.unconditional else dataset.n_classes
+    train_config = preset.generator
+    if args.steps is not None:
+        train_config.steps = args.steps
+    if args.batch_size is not None:
+        train_config.batch_size = args.batch_size
+    train_config.seed = args.seed
+    bar = _progress(train_config.steps, "train-generator")
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        bar.n = step
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+        bar.refresh()
+
+    command = "genreg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    train_generator(
+        dataset.images[split.train], dataset.labels[split.train], unet_config, train_config, args.out,
+        class_names=dataset.class_names, device=resolve_device(args.device), on_step=on_step,
+        checkpoint_dir=args.checkpoint_dir,
+        extra_metadata={"data_config": vars(data_config), "command": command, "torch": torch.__version__},
+    )
+    bar.close()
+    print(f"saved generator to {args.out}")
+    return 0
+
+
+def cmd_train_features(args: argparse.Namespace) -> int:
+    from genreg_core.data import load_dataset, split_dataset
+    from genreg_core.features import accuracy, save_feature_extractor, train_feature_extractor
+
+    config = get_preset(args.preset).features
+    if args.epochs is not None:
+        config.epochs = args.epochs
+    config.seed = args.seed
+    data_config = _data_config(args)
+    dataset = load_dataset(data_config)
+    split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
+    bar = _progress(config.epochs, "train-features")
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+
+    extractor = train_feature_extractor(dataset.images[split.train], dataset.labels[split.train], dataset.n_classes,
+                                        config, resolve_device(args.device), on_epoch)
+    bar.close()
+    extractor.model.cpu()
+    extractor.test_accuracy = accuracy(extractor, dataset.images[split.test], dataset.labels[split.test])
+    save_feature_extractor(extractor, args.out)
+    print(f"test accuracy {extractor.test_accuracy:.4f}; saved feature extractor to {args.out}")
+    return 0
+
+
+def _open_lab(args: argparse.Namespace):
+    from genreg_core.lab import open_lab
+
+    return open_lab(_data_config(args), args.generator, args.device)
+
+
+def _sampler_config(args: argparse.Namespace):
+    from genreg_core.config import SamplerConfig
+
+    if args.sampler_steps < 1:
+        raise ValueError(f"--sampler-steps must be at least 1, got {args.sampler_steps}")
+    return SamplerConfig(method=args.sampler, n_steps=args.sampler_steps, guidance_scale=args.guidance)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    if args.per_class < 1:
+        raise ValueError(f"--per-class must be at least 1, got {args.per_class}")
+    lab = _open_lab(args)
+    bar = _progress(1, "sample")
+
+    def on_progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    images, labels = lab.sample(args.per_class, _sampler_config(args), args.seed, on_progress)
+    bar.close()
+    np.savez_compressed(args.out, images=images.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64))
+    print(f"wrote {images.shape[0]} samples to {args.out}")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from genreg_core.sampling import reconstruct
+
+    lab = _open_lab(args)
+    T = lab.generator.num_train_timesteps
+    for t in args.t:
+        if not 0 <= t <= T:
+            raise ValueError(f"--t values must lie in [0, {T}], got {t}")
+    train_idx = lab.split.train
+    if not 1 <= args.n <= len(train_idx):
+        raise ValueError(f"--n must lie in [1, {len(train_idx)}], got {args.n}")
+    chosen = np.sort(np.random.default_rng(args.seed).choice(train_idx, size=args.n, replace=False))
+    originals, labels = lab.dataset.images[chosen], lab.dataset.labels[chosen]
+    noise = torch.randn(originals.shape, generator=torch.Generator().manual_seed(args.seed))
+    sampler = _sampler_config(args)
+    recs = []
+    for t in tqdm(args.t, desc="reconstruct", file=sys.stderr):
+        recs.append(reconstruct(lab.generator, originals, labels, t, sampler, seed=args.seed, noise=noise).cpu())
+    np.savez_compressed(args.out, originals=originals.numpy(), labels=labels.numpy().astype(np.int64),
+                        t=np.asarray(args.t, dtype=np.int64), reconstructions=torch.stack(recs).numpy(),
+                        indices=chosen.astype(np.int64))
+    print(f"wrote {len(args.t)} × {args.n} reconstructions to {args.out}")
+    return 0
+
+
+def _add_lab_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--generator", default=None, help="diffusers folder or hub id (default: the shipped model)")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
+    p.add_argument("--sampler-steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale w")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genreg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train-generator", help="train the class-conditional diffusion model")
+    _add_data_args(p)
+    _add_common_args(p)
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (preset default if omitted)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unconditional", action="store_true", help="train without class conditioning")
+    p.add_argument("--out", required=True, help="output folder (diffusers DDPMPipeline format)")
+    p.add_argument("--checkpoint-dir", default=None, help="resumable checkpoints (default OUT/checkpoint)")
+    p.set_defaults(func=cmd_train_generator)
+
+    p = sub.add_parser("train-features", help="train the feature extractor on the real training split")
+    _add_data_args(p)
+    _add_common_args(p)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (safetensors + config.json)")
+    p.set_defaults(func=cmd_train_features)
+
+    p = sub.add_parser("sample", help="generate images for every class")
+    _add_lab_args(p)
+    p.add_argument("--per-class", type=int, required=True)
+    p.add_argument("--out", required=True, help="output .npz with images and labels")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("reconstruct", help="noise real training images to step t and reconstruct them")
+    _add_lab_args(p)
+    p.add_argument("--t", type=int, nargs="+", required=True, help="start steps, 0..T")
+    p.add_argument("--n", type=int, required=True, help="number of real training images")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.set_defaults(func=cmd_reconstruct)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        print(f"genreg: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,203 @@
+"""Datasets as tensors in [-1, 1]: bundled digits, an image folder, torchvision; splits and subsets.
+
+Every loader returns an :class:`ImageDataset` with images ``(N, C, H, W)`` float32 in [-1, 1] and
+int64 labels. Nothing here downloads anything unless the caller asks for it explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genreg_core.config import DataConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+@dataclass
+class ImageDataset:
+    """Images ``(N, C, H, W)`` in [-1, 1], labels ``(N,)`` int64 and the class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    name: str
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class Split:
+    """Index arrays of a fixed stratified train / val / test split."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    seed: int
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize ``(N, C, H, W)`` images to ``size × size`` (bilinear, antialiased when shrinking)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    shrink = images.shape[-1] > size
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def load_digits_dataset(image_size: int = 16) -> ImageDataset:
+    """scikit-learn's bundled 8×8 digits (1,797 images, 10 classes), resized and scaled to [-1, 1]."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8) in [0, 1]
+    images = resize_images(images, image_size).clamp(0, 1) * 2 - 1
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    return ImageDataset(images.contiguous(), labels, [str(c) for c in range(10)], "digits")
+
+
+def _read_image(path: Path, image_size: int, channels: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
+    if array.ndim == 2:
+        array = array[None]
+    else:
+        array = array.transpose(2, 0, 1)
+    return torch.from_numpy(array.copy()) * 2 - 1
+
+
+def _is_grayscale(path: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.mode in ("1", "L", "LA", "I", "I;16", "F")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
+
+
+def load_image_folder(root: str | Path, image_size: int = 16, channels: int | None = None) -> ImageDataset:
+    """Load ``ROOT/<class_name>/*.png|jpg|jpeg`` with class folders in sorted order.
+
+    ``channels=None`` picks 1 when every image is grayscale, else 3. Raises ``ValueError`` naming the
+    offending path for a missing root, no or too few class folders, an empty class, or a file that is
+    not a readable image.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"image folder {root} does not exist or is not a directory")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise ValueError(f"image folder {root} has no class folders (expected ROOT/<class_name>/*.png)")
+    if len(class_dirs) < 2:
+        raise ValueError(f"image folder {root} has only one class folder ({class_dirs[0].name}); need at least 2")
+    files: list[tuple[Path, int]] = []
+    for label, class_dir in enumerate(class_dirs):
+        entries = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        for path in entries:
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise ValueError(f"{path} is not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
+        if not entries:
+            raise ValueError(f"class folder {class_dir} is empty")
+        files.extend((path, label) for path in entries)
+    if channels is None:
+        channels = 1 if all(_is_grayscale(path) for path, _ in files) else 3
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    images = torch.stack([_read_image(path, image_size, channels) for path, _ in files])
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return ImageDataset(images, labels, [d.name for d in class_dirs], f"imagefolder:{root.name}")
+
+
+def load_torchvision_dataset(name: str, root: str | Path, image_size: int = 16, download: bool = False) -> ImageDataset:
+    """MNIST, Fashion-MNIST or CIFAR-10 (train set) from files on disk; downloads only if asked."""
+    if name not in TORCHVISION_DATASETS:
+        raise ValueError(f"unknown torchvision dataset {name!r} (known: {', '.join(TORCHVISION_DATASETS)})")
+    try:
+        import torchvision
+    except ImportError as exc:
+        raise ValueError(f"dataset {name!r} needs torchvision, which is not installed") from exc
+    cls = getattr(torchvision.datasets, TORCHVISION_DATASETS[name])
+    try:
+        ds = cls(root=str(root), train=True, download=download)
+    except RuntimeError as exc:
+        raise ValueError(f"{name} not found under {root}; pass download=True to fetch it: {exc}") from exc
+    data = torch.as_tensor(np.asarray(ds.data), dtype=torch.float32) / 255.0
+    images = data[:, None] if data.ndim == 3 else data.permute(0, 3, 1, 2)
+    images = resize_images(images, image_size).clamp(0, 1) * 2 - 1
+    labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+    return ImageDataset(images.contiguous(), labels, [str(c) for c in ds.classes], name)
+
+
+def load_dataset(config: DataConfig) -> ImageDataset:
+    """Dispatch on ``config.name``: ``digits`` (default), ``imagefolder`` or a torchvision dataset."""
+    if config.name == "digits":
+        return load_digits_dataset(config.image_size)
+    if config.name == "imagefolder":
+        if not config.root:
+            raise ValueError("dataset 'imagefolder' needs a root folder")
+        return load_image_folder(config.root, config.image_size, config.channels)
+    if config.name in TORCHVISION_DATASETS:
+        return load_torchvision_dataset(config.name, config.root or "data", config.image_size, config.download)
+    raise ValueError(f"unknown dataset {config.name!r}")
+
+
+def split_dataset(labels: torch.Tensor | np.ndarray, seed: int = 0, val_fraction: float = 0.2,
+                  test_fraction: float = 0.2) -> Split:
+    """A stratified train / val / test split, fixed by ``seed``."""
+    from sklearn.model_selection import train_test_split
+
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"bad split fractions val={val_fraction}, test={test_fraction}")
+    labels = np.asarray(labels)
+    index = np.arange(len(labels))
+    rest, test = train_test_split(index, test_size=test_fraction, stratify=labels, random_state=seed)
+    val_share = val_fraction / (1 - test_fraction)
+    train, val = train_test_split(rest, test_size=val_share, stratify=labels[rest], random_state=seed)
+    return Split(np.sort(train), np.sort(val), np.sort(test), seed)
+
+
+def per_class_subset(labels: torch.Tensor | np.ndarray, indices: np.ndarray, per_class: int | None,
+                     seed: int = 0) -> np.ndarray:
+    """``per_class`` indices of each class drawn from ``indices`` (all of them when ``None``).
+
+    Raises ``ValueError`` when a class has fewer than ``per_class`` examples.
+    """
+    indices = np.asarray(indices)
+    if per_class is None:
+        return np.sort(indices)
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in np.unique(labels[indices]):
+        members = indices[labels[indices] == cls]
+        if len(members) < per_class:
+            raise ValueError(f"class {cls} has only {len(members)} examples, fewer than per_class={per_class}")
+        chosen.append(rng.choice(members, size=per_class, replace=False))
+    return np.sort(np.concatenate(chosen))

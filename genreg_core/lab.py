@@ -1,0 +1,102 @@
+"""A lab bundles what every page and CLI command starts from: data, split, generator, feature extractor."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genreg_core.config import DataConfig, FeatureConfig, SamplerConfig
+from genreg_core.data import ImageDataset, Split, load_dataset, split_dataset
+from genreg_core.device import resolve_device
+from genreg_core.diffusion import Generator, load_generator
+from genreg_core.features import (
+    DEFAULT_FEATURES_DIR,
+    FeatureExtractor,
+    get_feature_extractor,
+    load_feature_extractor,
+    predict_labels,
+)
+from genreg_core.sampling import class_labels, sample_images
+
+
+def genreg_home() -> Path:
+    """Where genreg keeps caches and runs: ``$GENREG_HOME``, default ``~/.genreg``."""
+    return Path(os.environ.get("GENREG_HOME", Path.home() / ".genreg")).expanduser()
+
+
+@dataclass
+class Lab:
+    """The dataset with its split, a frozen generator and a trained feature extractor, on one device."""
+
+    data_config: DataConfig
+    dataset: ImageDataset
+    split: Split
+    generator: Generator
+    extractor: FeatureExtractor
+    device: torch.device
+
+    @property
+    def n_classes(self) -> int:
+        return self.dataset.n_classes
+
+    def train_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dataset.images[self.split.train], self.dataset.labels[self.split.train]
+
+    def test_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dataset.images[self.split.test], self.dataset.labels[self.split.test]
+
+    def sample(self, per_class: int, sampler: SamplerConfig | None = None, seed: int = 0,
+               on_progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``per_class`` generated images per class and their labels.
+
+        A conditional generator is asked for each class; an unconditional one draws ``per_class × K``
+        samples whose labels come from the feature classifier.
+        """
+        if self.generator.conditional:
+            labels = class_labels(self.n_classes, per_class)
+            return sample_images(self.generator, labels.to(self.device), sampler=sampler, seed=seed,
+                                 on_progress=on_progress).cpu(), labels
+        images = sample_images(self.generator, None, n=per_class * self.n_classes, sampler=sampler, seed=seed,
+                               on_progress=on_progress).cpu()
+        return images, torch.from_numpy(predict_labels(self.extractor, images))
+
+
+def _is_shipped_default(config: DataConfig) -> bool:
+    return (config.name == "digits" and config.image_size == 16 and config.split_seed == 0
+            and config.val_fraction == 0.2 and config.test_fraction == 0.2)
+
+
+def check_compatible(generator: Generator, dataset: ImageDataset) -> None:
+    """Raise ``ValueError`` when the generator cannot produce images for this dataset."""
+    if generator.channels != dataset.channels or generator.image_size != dataset.image_size:
+        raise ValueError(
+            f"generator makes {generator.channels}×{generator.image_size}×{generator.image_size} images but the "
+            f"dataset has {dataset.channels}×{dataset.image_size}×{dataset.image_size}; pick a matching image size")
+    if generator.conditional and generator.num_classes != dataset.n_classes:
+        raise ValueError(f"generator knows {generator.num_classes} classes but the dataset has {dataset.n_classes}")
+
+
+def open_lab(data_config: DataConfig | None = None, generator_source: str | None = None, device: str = "auto",
+             feature_config: FeatureConfig | None = None,
+             on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Lab:
+    """Load the dataset, split it, load the generator and get the feature extractor (shipped or cached)."""
+    data_config = data_config or DataConfig()
+    feature_config = feature_config or FeatureConfig()
+    dev = resolve_device(device)
+    dataset = load_dataset(data_config)
+    split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
+    generator = load_generator(generator_source, dev)
+    check_compatible(generator, dataset)
+    if _is_shipped_default(data_config) and feature_config == FeatureConfig() and DEFAULT_FEATURES_DIR.exists():
+        extractor = load_feature_extractor(DEFAULT_FEATURES_DIR, dev)
+    else:
+        extractor = get_feature_extractor(
+            dataset.images[split.train], dataset.labels[split.train], dataset.n_classes, feature_config,
+            genreg_home() / "cache" / "features", dev, on_epoch,
+            test=(dataset.images[split.test], dataset.labels[split.test]))
+    return Lab(data_config, dataset, split, generator, extractor, dev)
+
