@@ -9,6 +9,7 @@ import sys
 import torch
 from tqdm import tqdm
 
+from genreg_core.cli_runs import add_run_commands
 from genreg_core.config import DataConfig, get_preset
 from genreg_core.device import resolve_device
 
@@ -133,7 +134,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from genreg_core.sampling import reconstruct
+    from genreg_core.sampling import reconstruct_many
 
     lab = _open_lab(args)
     T = lab.generator.num_train_timesteps
@@ -145,15 +146,76 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         raise ValueError(f"--n must lie in [1, {len(train_idx)}], got {args.n}")
     chosen = np.sort(np.random.default_rng(args.seed).choice(train_idx, size=args.n, replace=False))
     originals, labels = lab.dataset.images[chosen], lab.dataset.labels[chosen]
-    noise = torch.randn(originals.shape, generator=torch.Generator().manual_seed(args.seed))
-    sampler = _sampler_config(args)
-    recs = []
-    for t in tqdm(args.t, desc="reconstruct", file=sys.stderr):
-        recs.append(reconstruct(lab.generator, originals, labels, t, sampler, seed=args.seed, noise=noise).cpu())
+    bar = _progress(len(args.t), "reconstruct")
+
+    def on_progress(done: int, total: int) -> None:
+        bar.n = done
+        bar.refresh()
+
+    recs = reconstruct_many(lab.generator, originals, labels.to(lab.device), args.t, _sampler_config(args), args.seed,
+                            on_progress)
+    bar.close()
     np.savez_compressed(args.out, originals=originals.numpy(), labels=labels.numpy().astype(np.int64),
-                        t=np.asarray(args.t, dtype=np.int64), reconstructions=torch.stack(recs).numpy(),
+                        t=np.asarray(args.t, dtype=np.int64), reconstructions=recs.numpy(),
                         indices=chosen.astype(np.int64))
     print(f"wrote {len(args.t)} × {args.n} reconstructions to {args.out}")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    import json
+
+    from genreg_core.feature_space import FeatureSpaceConfig, compute_feature_space
+
+    if args.source == "reconstruct" and args.t is None:
+        raise ValueError("--source reconstruct needs --t")
+    config = FeatureSpaceConfig(source=args.source, per_class=args.n, t=args.t or 0, folder=args.folder, k=args.k,
+                                seed=args.seed, sampler=_sampler_config(args))
+    lab = _open_lab(args)
+    bar = _progress(1, f"features ({args.source})")
+
+    def on_progress(done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.refresh()
+
+    result = compute_feature_space(lab, config, on_progress)
+    bar.close()
+    payload = result.metrics.to_json_dict()
+    if args.json:
+        print(json.dumps(payload))
+    else:
+        for key in ("precision", "recall", "density", "coverage", "frechet_distance"):
+            print(f"{key:>17}: {payload[key]:.4f}")
+        print(f"{'n_real':>17}: {payload['n_real']}  n_synthetic: {payload['n_synthetic']}  k: {payload['k']}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import json
+
+    from genreg_core.sweep import SweepConfig, run_sweep
+
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+    sampler = _sampler_config(args)
+    lab = _open_lab(args)
+    config = SweepConfig(t_values=tuple(args.t), per_class=-(-args.n // lab.n_classes), seed=args.seed, k=args.k,
+                         sampler=sampler, train_accuracy=args.train_accuracy)
+    bar = _progress(len(config.t_values), "sweep")
+
+    def on_progress(done: int, total: int, message: str) -> None:
+        bar.n = done
+        bar.set_description(f"sweep: {message}")
+
+    result = run_sweep(lab, config, on_progress)
+    bar.close()
+    if args.json:
+        print(json.dumps(result.rows))
+    else:
+        keys = list(result.rows[0])
+        print("  ".join(f"{k[:12]:>12}" for k in keys))
+        for row in result.rows:
+            print("  ".join(f"{row[k]:>12.4f}" if isinstance(row[k], float) else f"{row[k]:>12}" for k in keys))
     return 0
 
 
@@ -202,6 +264,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="number of real training images")
     p.add_argument("--out", required=True, help="output .npz")
     p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("features", help="precision/recall/density/coverage and Fréchet distance, real vs synthetic")
+    _add_lab_args(p)
+    p.add_argument("--source", choices=["generate", "reconstruct", "folder"], default="generate")
+    p.add_argument("--t", type=int, default=None, help="start step, for --source reconstruct")
+    p.add_argument("--folder", default=None, help="image folder, for --source folder")
+    p.add_argument("--n", type=int, default=100, help="real and synthetic images per class")
+    p.add_argument("--k", type=int, default=5, help="nearest neighbours of the PRDC radii")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_features, sampler_steps=25)
+
+    p = sub.add_parser("sweep", help="reconstruct real images from each start step t and measure the drift")
+    _add_lab_args(p)
+    p.add_argument("--t", type=int, nargs="+", default=list(range(0, 1001, 100)), help="start steps, 0..T")
+    p.add_argument("--n", type=int, default=200, help="number of real training images (spread over the classes)")
+    p.add_argument("--k", type=int, default=5, help="nearest neighbours of the PRDC radii")
+    p.add_argument("--train-accuracy", action="store_true",
+                   help="also train a classifier on each reconstructed set and report its test accuracy")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per t")
+    p.set_defaults(func=cmd_sweep, sampler_steps=25)
+    add_run_commands(sub, _add_data_args)
     return parser
 
 

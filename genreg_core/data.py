@@ -6,6 +6,7 @@ int64 labels. Nothing here downloads anything unless the caller asks for it expl
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def load_digits_dataset(image_size: int = 16) -> ImageDataset:
     return ImageDataset(images.contiguous(), labels, [str(c) for c in range(10)], "digits")
 
 
-def _read_image(path: Path, image_size: int, channels: int) -> torch.Tensor:
+def _read_image(path: Path | io.BytesIO, image_size: int, channels: int, name: str | None = None) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -82,7 +83,7 @@ def _read_image(path: Path, image_size: int, channels: int) -> torch.Tensor:
             img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
+        raise ValueError(f"cannot read image {name or path}: {exc}") from exc
     if array.ndim == 2:
         array = array[None]
     else:
@@ -131,6 +132,13 @@ def load_image_folder(root: str | Path, image_size: int = 16, channels: int | No
     images = torch.stack([_read_image(path, image_size, channels) for path, _ in files])
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     return ImageDataset(images, labels, [d.name for d in class_dirs], f"imagefolder:{root.name}")
+
+
+def load_uploaded_images(files: list[tuple[str, bytes]], image_size: int, channels: int) -> torch.Tensor:
+    """Decode uploaded ``(name, bytes)`` images to (N, C, H, W) in [-1, 1]; a bad file raises ``ValueError``."""
+    if not files:
+        raise ValueError("no images were uploaded")
+    return torch.stack([_read_image(io.BytesIO(data), image_size, channels, name) for name, data in files])
 
 
 def load_torchvision_dataset(name: str, root: str | Path, image_size: int = 16, download: bool = False) -> ImageDataset:

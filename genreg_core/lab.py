@@ -38,6 +38,7 @@ class Lab:
     generator: Generator
     extractor: FeatureExtractor
     device: torch.device
+    generator_source: str | None = None  # what open_lab was given (None: the shipped model)
 
     @property
     def n_classes(self) -> int:
@@ -98,5 +99,5 @@ def open_lab(data_config: DataConfig | None = None, generator_source: str | None
             dataset.images[split.train], dataset.labels[split.train], dataset.n_classes, feature_config,
             genreg_home() / "cache" / "features", dev, on_epoch,
             test=(dataset.images[split.test], dataset.labels[split.test]))
-    return Lab(data_config, dataset, split, generator, extractor, dev)
+    return Lab(data_config, dataset, split, generator, extractor, dev, generator_source)
 

@@ -155,6 +155,48 @@ def reconstruct(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | N
     return out
 
 
+@dataclass
+class ReconstructionView:
+    """What the reverse-step page shows for a batch at one t."""
+
+    x_t: torch.Tensor  # (N, C, H, W) the noised inputs (pure noise at t = T)
+    reconstructions: torch.Tensor  # (N, C, H, W)
+    steps: list[int]  # the sampler's steps, from t to 0
+    x0_trajectory: torch.Tensor | None  # (len(steps) - 1, N, C, H, W) predicted x̂_0 along the way
+
+
+def reconstruct_view(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | None, t: int,
+                     sampler: SamplerConfig | None = None, seed: int = 0) -> ReconstructionView:
+    """Like :func:`reconstruct` (same seed, same output) but also returns x_t and the x̂_0 trajectory."""
+    sampler = sampler or SamplerConfig()
+    T = generator.num_train_timesteps
+    if not 0 <= t <= T:
+        raise ValueError(f"start step t must lie in [0, {T}], got {t}")
+    _check_labels(generator, labels)
+    if t == 0:
+        return ReconstructionView(x0.clone(), x0.clone(), [0], None)
+    rng = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x0.shape, generator=rng)
+    device = generator.device
+    x_t = noise.to(device) if t == T else add_noise(generator, x0.to(device), t, noise.to(device))
+    result = reverse_process(generator, x_t, labels.to(device) if labels is not None else None, t, sampler, rng,
+                             record_trajectory=True)
+    return ReconstructionView(x_t.cpu().clamp(-1, 1), result.images.cpu(), result.steps, result.x0_trajectory)
+
+
+def reconstruct_many(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | None, t_values: list[int],
+                     sampler: SamplerConfig | None = None, seed: int = 0,
+                     on_progress: ProgressCallback | None = None) -> torch.Tensor:
+    """Reconstructions of the same images from each t with one shared noise draw: (len(t), N, C, H, W)."""
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    out = []
+    for i, t in enumerate(t_values):
+        out.append(reconstruct(generator, x0, labels, t, sampler, seed, noise=noise).cpu())
+        if on_progress is not None:
+            on_progress(i + 1, len(t_values))
+    return torch.stack(out)
+
+
 def sample_images(generator: Generator, labels: torch.Tensor | None, n: int | None = None,
                   sampler: SamplerConfig | None = None, seed: int = 0, batch_size: int = 256,
                   on_progress: ProgressCallback | None = None) -> torch.Tensor:

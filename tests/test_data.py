@@ -115,3 +115,16 @@ def test_image_folder_corrupt_image(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset(DataConfig(name="imagenet"))
+
+
+def test_uploaded_images_decode_and_bad_upload_is_named(tmp_path):
+    import io
+
+    from genreg_core.data import load_uploaded_images
+
+    buffer = io.BytesIO()
+    Image.new("L", (20, 20), 255).save(buffer, format="PNG")
+    images = load_uploaded_images([("a.png", buffer.getvalue())], 16, 1)
+    assert images.shape == (1, 1, 16, 16) and torch.allclose(images, torch.ones_like(images))
+    with pytest.raises(ValueError, match="evil.png"):
+        load_uploaded_images([("evil.png", b"not an image")], 16, 1)

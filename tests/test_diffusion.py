@@ -14,7 +14,8 @@ def test_save_load_roundtrip(tiny_generator, tmp_path):
     loaded = load_generator(tmp_path / "gen")
     assert loaded.num_classes == 10 and loaded.null_class == 10 and loaded.class_names == tiny_generator.class_names
     x, t, y = torch.randn(2, 1, 16, 16), torch.tensor([3, 500]), torch.tensor([1, 2])
-    torch.testing.assert_close(loaded.unet(x, t, class_labels=y).sample, tiny_generator.unet(x, t, class_labels=y).sample)
+    expected = tiny_generator.unet(x, t, class_labels=y).sample
+    torch.testing.assert_close(loaded.unet(x, t, class_labels=y).sample, expected)
 
 
 def test_unet_only_folder_loads_with_default_schedule(tiny_generator, tmp_path):

@@ -18,7 +18,7 @@ def test_home_page_shows_real_and_generated_grids():
     assert "genreg" in at.title[0].value
     headers = [h.value for h in at.subheader]
     assert "Real (training split)" in headers and any(h.startswith("Generated") for h in headers)
-    assert len(at.get("imgs")) == 2
+    assert len(at.get("image")) == 2
     assert "Feature extractor test accuracy" in at.caption[0].value
 
 
@@ -35,3 +35,44 @@ def test_bad_image_folder_shows_error(tmp_path):
     at.run()
     assert not at.exception
     assert any("does not exist" in e.value for e in at.error)
+
+
+def test_feature_space_page_shows_chart_metrics_and_selection():
+    at = AppTest.from_file("../pages/feature_space.py", default_timeout=180)
+    at.session_state["fs.per_class"] = 10
+    at.session_state["fs.steps"] = 3
+    at.run()
+    assert not at.exception, at.exception
+    assert [m.label for m in at.metric][:4] == ["Precision", "Recall", "Density", "Coverage"]
+    assert all(0 <= float(m.value) for m in at.metric)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # the scatter and the per-class bars
+    frames = at.dataframe
+    assert len(frames) == 1 and list(frames[0].value["class"])[0] == "all" and len(frames[0].value) == 11
+    assert any("Select points" in c.value for c in at.caption)
+
+
+def test_reverse_step_page_shows_grids_and_sweep_curves():
+    from genreg_core.config import SamplerConfig
+    from genreg_core.sweep import SweepConfig
+
+    at = AppTest.from_file("../pages/reverse_step.py", default_timeout=180)
+    at.session_state["rs.steps"] = 3
+    at.session_state["rs.sweep_config"] = SweepConfig(t_values=(0, 500, 1000), per_class=3, k=2,
+                                                      sampler=SamplerConfig(n_steps=3))
+    at.run()
+    assert not at.exception, at.exception
+    images = at.get("image")
+    assert len(images) >= 3  # original/x_t/reconstruction rows, the t-sweep grid, the x̂₀ trajectory
+    assert len(at.get("plotly_chart")) == 2  # the sweep curves and the drift scatter
+    assert list(at.dataframe[0].value["t"]) == [0, 500, 1000]
+    assert at.dataframe[0].value["mse"].iloc[0] == 0
+
+
+def test_reverse_step_page_rejects_bad_indices():
+    at = AppTest.from_file("../pages/reverse_step.py", default_timeout=60)
+    at.session_state["rs.pick"] = "by index"
+    at.session_state["rs.ids"] = "1, 99999"
+    at.run()
+    assert not at.exception
+    assert any("comma-separated integers" in e.value for e in at.error)

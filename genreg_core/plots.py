@@ -1,0 +1,132 @@
+"""Pure Plotly figure builders: arrays in, ``go.Figure`` out (no computation, no UI)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+ColorBy = Literal["source", "class", "flag"]
+PALETTE = qualitative.D3 + qualitative.Set2
+SOURCE_COLORS = {"real": "#1f77b4", "synthetic": "#d62728"}
+PRDC_KEYS = ("precision", "recall", "density", "coverage")
+
+
+def _scatter(xy: np.ndarray, **kwargs) -> go.Scatter | go.Scatter3d:
+    if xy.shape[1] == 3:
+        marker = dict(kwargs.pop("marker", {}), size=3)
+        return go.Scatter3d(x=xy[:, 0], y=xy[:, 1], z=xy[:, 2], mode="markers", marker=marker, **kwargs)
+    return go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", **kwargs)
+
+
+def feature_scatter(real_xy: np.ndarray, synth_xy: np.ndarray, real_labels: np.ndarray, synth_labels: np.ndarray,
+                    class_names: Sequence[str], color_by: ColorBy = "source",
+                    synth_in_manifold: np.ndarray | None = None, real_covered: np.ndarray | None = None,
+                    real_ids: np.ndarray | None = None, synth_ids: np.ndarray | None = None,
+                    title: str = "") -> go.Figure:
+    """Real (circles) and synthetic (crosses) points; ``customdata`` carries a global sample id.
+
+    Ids default to ``0..N-1`` for real points and ``N..N+M-1`` for synthetic ones.
+    """
+    n = len(real_xy)
+    real_ids = np.arange(n) if real_ids is None else real_ids
+    synth_ids = n + np.arange(len(synth_xy)) if synth_ids is None else synth_ids
+    groups = []  # (name, xy, ids, labels, color, symbol)
+    for source, xy, ids, labels, symbol in (("real", real_xy, real_ids, real_labels, "circle"),
+                                            ("synthetic", synth_xy, synth_ids, synth_labels, "x")):
+        if color_by == "class":
+            for c in np.unique(labels):
+                m = labels == c
+                groups.append((f"{source} · {class_names[c]}", xy[m], ids[m], labels[m], PALETTE[c % len(PALETTE)],
+                               symbol, f"class {class_names[c]}"))
+        elif color_by == "flag":
+            flags = synth_in_manifold if source == "synthetic" else real_covered
+            if flags is None:
+                raise ValueError("color_by='flag' needs the manifold flags")
+            yes, no = ("in real manifold", "off manifold") if source == "synthetic" else ("covered", "not covered")
+            for value, label, color in ((True, yes, "#2ca02c"), (False, no, "#ff7f0e" if source == "synthetic"
+                                                                   else "#7f7f7f")):
+                m = flags == value
+                groups.append((f"{source} · {label}", xy[m], ids[m], labels[m], color, symbol, source))
+        else:
+            groups.append((source, xy, ids, labels, SOURCE_COLORS[source], symbol, source))
+    fig = go.Figure()
+    for name, xy, ids, labels, color, symbol, group in groups:
+        hover = [f"{name}<br>id {i}<br>class {class_names[c]}" for i, c in zip(ids, labels)]
+        fig.add_trace(_scatter(xy, name=name, legendgroup=group, customdata=np.asarray(ids)[:, None],
+                               marker=dict(color=color, symbol=symbol, size=6, opacity=0.75),
+                               hovertext=hover, hoverinfo="text"))
+    fig.update_layout(title=title, height=560, margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"),
+                      dragmode="lasso")
+    return fig
+
+
+def metric_bars(per_class: list[dict], class_names: Sequence[str]) -> go.Figure:
+    """Grouped bars of precision / recall / density / coverage for each class."""
+    fig = go.Figure()
+    names = [class_names[row["class"]] for row in per_class]
+    for i, key in enumerate(PRDC_KEYS):
+        fig.add_trace(go.Bar(name=key, x=names, y=[row[key] for row in per_class], marker_color=PALETTE[i]))
+    fig.update_layout(barmode="group", height=360, xaxis_title="class", yaxis_title="value",
+                      margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def sweep_curves(rows: list[dict], keys: Sequence[str], n_cols: int = 3) -> go.Figure:
+    """One small line plot per metric over the start step t."""
+    n_rows = (len(keys) + n_cols - 1) // n_cols
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=list(keys))
+    t = [row["t"] for row in rows]
+    for i, key in enumerate(keys):
+        fig.add_trace(go.Scatter(x=t, y=[row.get(key) for row in rows], mode="lines+markers", name=key,
+                                 marker_color=PALETTE[i % len(PALETTE)], showlegend=False),
+                      row=i // n_cols + 1, col=i % n_cols + 1)
+    fig.update_xaxes(title_text="t")
+    fig.update_layout(height=260 * n_rows, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def drift_scatter(original_xy: np.ndarray, reconstruction_xy: np.ndarray, t_values: Sequence[int],
+                  labels: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """Originals (large circles) joined by lines to their reconstructions at increasing t (coloured by t)."""
+    fig = go.Figure()
+    n = len(original_xy)
+    xs, ys = [], []
+    for i in range(n):
+        path = np.vstack([original_xy[i:i + 1], reconstruction_xy[:, i]])
+        xs += list(path[:, 0]) + [None]
+        ys += list(path[:, 1]) + [None]
+    fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line=dict(color="rgba(120,120,120,0.35)", width=1),
+                               name="drift path", hoverinfo="skip"))
+    fig.add_trace(go.Scattergl(x=original_xy[:, 0], y=original_xy[:, 1], mode="markers", name="original",
+                               marker=dict(size=9, color=[PALETTE[c % len(PALETTE)] for c in labels],
+                                           line=dict(color="black", width=1)),
+                               hovertext=[f"original, class {class_names[c]}" for c in labels], hoverinfo="text"))
+    for j, t in enumerate(t_values):
+        fig.add_trace(go.Scattergl(
+            x=reconstruction_xy[j, :, 0], y=reconstruction_xy[j, :, 1], mode="markers", name=f"t = {t}",
+            marker=dict(size=5, symbol="x", color=j, colorscale="Viridis", cmin=0, cmax=max(1, len(t_values) - 1)),
+            hovertext=[f"t = {t}, class {class_names[c]}" for c in labels], hoverinfo="text"))
+    fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def run_curves(histories: dict[str, dict[str, list[tuple[int, float]]]], keys: Sequence[str],
+               n_cols: int = 2) -> go.Figure:
+    """One subplot per metric key, one line per run (``{run_name: {key: [(step, value)]}}``)."""
+    n_rows = max(1, (len(keys) + n_cols - 1) // n_cols)
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=list(keys))
+    for r, (name, history) in enumerate(histories.items()):
+        color = PALETTE[r % len(PALETTE)]
+        for i, key in enumerate(keys):
+            series = history.get(key, [])
+            fig.add_trace(go.Scatter(x=[s for s, _ in series], y=[v for _, v in series], mode="lines+markers",
+                                     name=name, legendgroup=name, showlegend=i == 0, marker=dict(size=4),
+                                     line=dict(color=color)), row=i // n_cols + 1, col=i % n_cols + 1)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=280 * n_rows, margin=dict(l=10, r=10, t=40, b=10))
+    return fig

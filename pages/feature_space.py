@@ -1,0 +1,151 @@
+"""Feature space: where synthetic samples fall relative to real ones, per class."""
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from genreg_app.render import image_strip, json_download
+from genreg_app.state import current_lab, lab_key
+from genreg_core.config import SamplerConfig
+from genreg_core.feature_space import (
+    FeatureSpaceConfig,
+    FeatureSpaceResult,
+    compute_feature_space,
+    embedding_rows,
+    nearest_training_images,
+)
+from genreg_core.plots import feature_scatter, metric_bars
+from genreg_core.projection import project
+
+st.title("Feature space: real vs synthetic")
+st.markdown(
+    "Real training images and synthetic ones are embedded by the feature extractor and compared with the "
+    "k-nearest-neighbour metrics of Naeem et al. (2020), *Reliable Fidelity and Diversity Metrics for Generative "
+    "Models*. **Precision** is the share of synthetic points inside the real manifold (a union of k-NN balls "
+    "around real points) — fidelity; **recall** the share of real points inside the synthetic manifold — "
+    "diversity. **Density** counts how many real balls hold each synthetic point (above 1 means crowding into the "
+    "real modes), and **coverage** is the share of real points whose ball holds at least one synthetic point."
+)
+lab = current_lab()
+T = lab.generator.num_train_timesteps
+
+with st.form("fs.form"):
+    c1, c2, c3, c4 = st.columns(4)
+    per_class = c1.slider("Images per class (real and synthetic)", 10, 200, 50, step=10, key="fs.per_class")
+    source = c2.selectbox("Synthetic source", ["generate", "reconstruct", "folder"], key="fs.source",
+                          format_func={"generate": "generation from noise", "reconstruct": "reconstruction from t",
+                                       "folder": "an image folder"}.get)
+    t = c3.slider("Start step t (reconstruction)", 0, T, T // 2, key="fs.t")
+    folder = c4.text_input("Image folder (ROOT/<class>/*.png)", key="fs.folder")
+    c5, c6, c7, c8 = st.columns(4)
+    k = c5.number_input("k (nearest neighbours)", 1, 50, 5, key="fs.k")
+    sampler_steps = c6.number_input("DDIM steps", 1, 200, 25, key="fs.steps")
+    seed = c7.number_input("Seed", 0, 10_000, 0, key="fs.seed")
+    c8.write("")
+    st.form_submit_button("Compute", type="primary")
+
+config = FeatureSpaceConfig(source=source, per_class=per_class, t=t, folder=folder or None, k=int(k), seed=int(seed),
+                            sampler=SamplerConfig(n_steps=int(sampler_steps)))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _feature_space(key: str, config_json: str, _progress=None) -> FeatureSpaceResult:
+    return compute_feature_space(lab, config, _progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _projection(key: str, config_json: str, method: str, mode: str, dims: int, _result: FeatureSpaceResult):
+    return project(_result.real_features, _result.synthetic_features, method, mode, dims, random_state=0)
+
+
+config_json = json.dumps(asdict(config), sort_keys=True)
+bar = st.progress(0.0, text="Embedding real and synthetic images…")
+try:
+    result = _feature_space(lab_key(lab), config_json, lambda done, total: bar.progress(done / total,
+                                                                                        text="Sampling…"))
+except ValueError as exc:
+    bar.empty()
+    st.error(str(exc))
+    st.stop()
+bar.empty()
+
+overall = result.metrics.overall
+cols = st.columns(5)
+for col, key in zip(cols, ("precision", "recall", "density", "coverage", "frechet_distance")):
+    col.metric(key.replace("_", " ").capitalize(), f"{overall[key]:.3f}")
+st.caption(f"{overall['n_real']} real vs {overall['n_synthetic']} synthetic feature vectors, k = {overall['k']}, "
+           f"feature size {result.real_features.shape[1]}.")
+
+st.subheader("Projection")
+p1, p2, p3, p4, p5 = st.columns(5)
+method = p1.selectbox("Method", ["pca", "umap", "tsne"], key="fs.method", format_func=str.upper)
+modes = ["union"] if method == "tsne" else ["fit_real", "union"]
+mode = p2.selectbox("Fit on", modes, key="fs.mode",
+                    format_func={"fit_real": "real, map synthetic in", "union": "real ∪ synthetic"}.get)
+dims = p3.radio("Dimensions", [2, 3], horizontal=True, key="fs.dims")
+color_by = p4.selectbox("Color by", ["source", "class", "flag"], key="fs.color",
+                        format_func={"source": "source", "class": "class", "flag": "manifold flag"}.get)
+classes = p5.multiselect("Classes", list(range(lab.n_classes)), format_func=lambda c: lab.dataset.class_names[c],
+                         key="fs.classes", placeholder="all classes")
+
+with st.spinner(f"Projecting with {method.upper()}…"):
+    try:
+        proj = _projection(lab_key(lab), config_json, method, mode, dims, result)
+    except ValueError as exc:
+        st.error(str(exc))
+        st.stop()
+
+n_real = len(result.real_labels)
+real_keep = np.isin(result.real_labels, classes) if classes else np.ones(n_real, bool)
+synth_keep = np.isin(result.synthetic_labels, classes) if classes else np.ones(len(result.synthetic_labels), bool)
+prdc = result.metrics.prdc
+fig = feature_scatter(
+    proj.real[real_keep], proj.synthetic[synth_keep], result.real_labels[real_keep],
+    result.synthetic_labels[synth_keep], lab.dataset.class_names, color_by,
+    synth_in_manifold=prdc.synthetic_in_manifold[synth_keep], real_covered=prdc.real_covered[real_keep],
+    real_ids=np.flatnonzero(real_keep), synth_ids=n_real + np.flatnonzero(synth_keep),
+    title=f"{method.upper()} of extractor features")
+event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="fs.chart")
+
+selected = sorted({int(p["customdata"][0]) for p in event.selection.points if p.get("customdata")}) if event else []
+st.subheader("Selection")
+if not selected:
+    st.caption("Select points in the chart (click, box or lasso) to see their images and nearest real neighbours.")
+else:
+    real_sel = [i for i in selected if i < n_real]
+    synth_sel = [i - n_real for i in selected if i >= n_real]
+    names = lab.dataset.class_names
+    if real_sel:
+        st.markdown(f"**Real** ({len(real_sel)} selected)")
+        image_strip(result.real_images[real_sel], [f"id {i} · {names[result.real_labels[i]]}" for i in real_sel])
+    if synth_sel:
+        st.markdown(f"**Synthetic** ({len(synth_sel)} selected) and their nearest real training images")
+        shown = synth_sel[:6]
+        nn_idx, nn_dist = nearest_training_images(lab, result.synthetic_features[shown], n=5)
+        for row, j in enumerate(shown):
+            flag = "in" if prdc.synthetic_in_manifold[j] else "off"
+            images = np.concatenate([result.synthetic_images[j:j + 1].numpy(),
+                                     lab.dataset.images[nn_idx[row]].numpy()])
+            captions = [f"synthetic {n_real + j} · {names[result.synthetic_labels[j]]} · {flag} manifold"] + [
+                f"real #{i} · {names[lab.dataset.labels[i]]} · d={d:.2f}" for i, d in zip(nn_idx[row], nn_dist[row])]
+            image_strip(images, captions)
+        if len(synth_sel) > len(shown):
+            st.caption(f"Showing neighbours for the first {len(shown)} of {len(synth_sel)} synthetic points.")
+
+st.subheader("Metrics per class")
+per_class = result.metrics.per_class
+table = pd.DataFrame([{**row, "class": lab.dataset.class_names[row["class"]]} for row in per_class])
+st.dataframe(pd.concat([pd.DataFrame([{"class": "all", **overall}]), table], ignore_index=True),
+             hide_index=True, width="stretch")
+st.plotly_chart(metric_bars(per_class, lab.dataset.class_names), key="fs.bars")
+
+d1, d2 = st.columns(2)
+rows = embedding_rows(result, proj.real, proj.synthetic, lab.dataset.class_names)
+d1.download_button("Download embedding (CSV)", pd.DataFrame(rows).to_csv(index=False), "embedding.csv", "text/csv",
+                   key="fs.csv")
+with d2:
+    json_download("Download metrics (JSON)", {"config": asdict(config), **result.metrics.to_json_dict()},
+                  "feature_space_metrics.json", key="fs.json")
