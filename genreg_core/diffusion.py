@@ -139,17 +139,18 @@ def load_generator(source: str | Path | None = None, device: torch.device | str 
     path = Path(source) if source is not None else DEFAULT_GENERATOR_DIR
     try:
         if path.is_dir() and (path / "model_index.json").exists():
-            unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True)
+            unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True, low_cpu_mem_usage=False)
             sched_dir = path / "scheduler"
             scheduler = (DDPMScheduler.from_pretrained(path, subfolder="scheduler") if sched_dir.is_dir()
                          else DDPMScheduler())
         elif path.is_dir() and (path / "config.json").exists():
-            unet = UNet2DModel.from_pretrained(path, use_safetensors=True)
+            unet = UNet2DModel.from_pretrained(path, use_safetensors=True, low_cpu_mem_usage=False)
             scheduler = DDPMScheduler(num_train_timesteps=unet.config.num_train_timesteps or 1000)
         elif path.exists():
             raise ValueError(f"{path} is not a diffusers UNet2DModel or DDPMPipeline folder")
         elif source is not None and "/" in str(source) and not str(source).startswith((".", "/")):
-            unet = UNet2DModel.from_pretrained(str(source), subfolder="unet", use_safetensors=True)
+            unet = UNet2DModel.from_pretrained(str(source), subfolder="unet", use_safetensors=True,
+                                               low_cpu_mem_usage=False)
             scheduler = DDPMScheduler.from_pretrained(str(source), subfolder="scheduler")
         else:
             raise ValueError(f"generator {path} does not exist")

@@ -9,6 +9,7 @@ noises x_0 to exactly step t and runs the reverse sampler from t to 0. Unlike di
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,12 +40,6 @@ def step_grid(t: int, sampler: SamplerConfig) -> list[int]:
     n = max(1, min(sampler.n_steps, t))
     grid = np.round(np.linspace(t, 0, n + 1)).astype(int)
     return [int(s) for s in dict.fromkeys(grid.tolist())]
-
-
-def _alpha_bars(generator: Generator, device: torch.device) -> torch.Tensor:
-    """ᾱ for steps 0..T as a tensor: index s holds ᾱ_s, with ᾱ_0 = 1."""
-    ac = generator.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
-    return torch.cat([torch.ones(1, device=device), ac])
 
 
 def predict_eps(generator: Generator, x: torch.Tensor, step: int, labels: torch.Tensor | None,
@@ -80,16 +75,16 @@ def reverse_process(generator: Generator, x_t: torch.Tensor, labels: torch.Tenso
     DDPM ancestral: ``x_{s−1} ~ N(μ̃_s(x_s, x̂_0), β̃_s I)`` (eq. 7 of Ho et al.).
     """
     steps = step_grid(t, sampler)
-    ab = _alpha_bars(generator, x_t.device)
+    ab = {s: generator.alpha_bar(s) for s in steps}  # ᾱ_s as Python floats: no tensor ops on scalars
     x = x_t
     trajectory = []
     with torch.inference_mode():
         for s, s_next in zip(steps[:-1], steps[1:]):
             eps = predict_eps(generator, x, s, labels, sampler.guidance_scale)
-            x0_hat = (x - (1 - ab[s]).sqrt() * eps) / ab[s].sqrt()
+            x0_hat = (x - math.sqrt(1 - ab[s]) * eps) / math.sqrt(ab[s])
             if sampler.clip_sample:
                 x0_hat = x0_hat.clamp(-1, 1)
-                eps = (x - ab[s].sqrt() * x0_hat) / (1 - ab[s]).sqrt()
+                eps = (x - math.sqrt(ab[s]) * x0_hat) / math.sqrt(1 - ab[s])
             if record_trajectory:
                 trajectory.append(x0_hat.cpu())
             if s_next == 0:
@@ -97,12 +92,12 @@ def reverse_process(generator: Generator, x_t: torch.Tensor, labels: torch.Tenso
                 break
             if sampler.method == "ddpm":
                 beta = 1 - ab[s] / ab[s_next]
-                mean = (ab[s_next].sqrt() * beta * x0_hat + (1 - beta).sqrt() * (1 - ab[s_next]) * x) / (1 - ab[s])
-                var = beta * (1 - ab[s_next]) / (1 - ab[s])
-                x = mean + var.sqrt() * _randn_like(x, rng)
+                mean = (math.sqrt(ab[s_next]) * beta * x0_hat
+                        + math.sqrt(1 - beta) * (1 - ab[s_next]) * x) / (1 - ab[s])
+                x = mean + math.sqrt(beta * (1 - ab[s_next]) / (1 - ab[s])) * _randn_like(x, rng)
             else:
-                sigma = sampler.eta * ((1 - ab[s_next]) / (1 - ab[s]) * (1 - ab[s] / ab[s_next])).sqrt()
-                x = ab[s_next].sqrt() * x0_hat + (1 - ab[s_next] - sigma**2).clamp(min=0).sqrt() * eps
+                sigma = sampler.eta * math.sqrt((1 - ab[s_next]) / (1 - ab[s]) * (1 - ab[s] / ab[s_next]))
+                x = math.sqrt(ab[s_next]) * x0_hat + math.sqrt(max(0.0, 1 - ab[s_next] - sigma**2)) * eps
                 if sampler.eta > 0:
                     x = x + sigma * _randn_like(x, rng)
     traj = torch.stack(trajectory) if record_trajectory and trajectory else None

@@ -20,7 +20,7 @@ st.markdown(
 lab = current_lab()
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8, persist="disk")
 def _grids(key: str, per_class: int) -> tuple:
     real_idx = [lab.split.train[lab.dataset.labels[lab.split.train] == c][:per_class] for c in range(lab.n_classes)]
     real = lab.dataset.images[[int(i) for idx in real_idx for i in idx]]

@@ -15,7 +15,6 @@ def _isolated_home(tmp_path_factory):
     """Caches, uploads and runs of the tests go to a temporary GENREG_HOME."""
     mp = pytest.MonkeyPatch()
     mp.setenv("GENREG_HOME", str(tmp_path_factory.mktemp("genreg_home")))
-    torch.set_num_threads(2)
     yield
     mp.undo()
 
