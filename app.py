@@ -2,9 +2,12 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="genreg", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="genreg", page_icon=":material/science:", layout="wide")
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/feature_space.py", title="Feature space", icon=":material/scatter_plot:"),
+    st.Page("pages/reverse_step.py", title="Reverse start step", icon=":material/history:"),
+    st.Page("pages/training_runs.py", title="Training runs", icon=":material/monitoring:"),
 ]
 st.navigation(pages).run()

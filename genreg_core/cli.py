@@ -169,8 +169,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     if args.source == "reconstruct" and args.t is None:
         raise ValueError("--source reconstruct needs --t")
-    config = FeatureSpaceConfig(source=args.source, per_class=args.n, t=args.t or 0, folder=args.folder, k=args.k,
-                                seed=args.seed, sampler=_sampler_config(args))
+    config = FeatureSpaceConfig(source=args.source, per_class=args.n, t=args.t or 0, folder=args.folder,
+                                run_id=args.run, k=args.k, seed=args.seed, sampler=_sampler_config(args))
     lab = _open_lab(args)
     bar = _progress(1, f"features ({args.source})")
 
@@ -267,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="precision/recall/density/coverage and Fréchet distance, real vs synthetic")
     _add_lab_args(p)
-    p.add_argument("--source", choices=["generate", "reconstruct", "folder"], default="generate")
+    p.add_argument("--source", choices=["generate", "reconstruct", "folder", "mgr"], default="generate",
+                   help="generation from noise, reconstruction from --t, an image --folder, or an MGR --run's samples")
+    p.add_argument("--run", default=None, help="run id of an MGR run, for --source mgr")
     p.add_argument("--t", type=int, default=None, help="start step, for --source reconstruct")
     p.add_argument("--folder", default=None, help="image folder, for --source folder")
     p.add_argument("--n", type=int, default=100, help="real and synthetic images per class")

@@ -20,8 +20,8 @@ from genreg_core.lab import Lab
 from genreg_core.metrics import DistributionMetrics, distribution_metrics
 from genreg_core.sampling import reconstruct
 
-SourceName = Literal["generate", "reconstruct", "folder"]
-SOURCES: tuple[str, ...] = ("generate", "reconstruct", "folder")
+SourceName = Literal["generate", "reconstruct", "folder", "mgr"]
+SOURCES: tuple[str, ...] = ("generate", "reconstruct", "folder", "mgr")
 
 
 @dataclass
@@ -30,6 +30,7 @@ class FeatureSpaceConfig:
     per_class: int = 100  # real (training split) and synthetic images per class
     t: int = 500  # start step, for source "reconstruct"
     folder: str | None = None  # image folder, for source "folder"
+    run_id: str | None = None  # an MGR run of the run store, for source "mgr"
     k: int = 5  # nearest neighbours of the PRDC radii
     seed: int = 0  # real subset, noise
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(n_steps=25))
@@ -64,6 +65,18 @@ def folder_images(lab: Lab, folder: str) -> tuple[torch.Tensor, torch.Tensor]:
     return ds.images, mapping[ds.labels]
 
 
+def meta_selected_images(snapshots: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The samples of MGR's meta-selected latents recorded in a run's per-epoch snapshots."""
+    chosen = [snap for snap in snapshots if "sample_images" in snap]
+    if not chosen:
+        raise ValueError("these snapshots hold no MGR samples (pick a finished MGR run)")
+    images = torch.cat([snap["sample_images"] for snap in chosen])
+    labels = torch.cat([snap["sample_classes"] for snap in chosen]).long()
+    if (labels < 0).any():
+        raise ValueError("the run's generator was unconditional: its MGR samples carry no class")
+    return images, labels
+
+
 def synthetic_images(lab: Lab, config: FeatureSpaceConfig, real_ids: np.ndarray,
                      on_progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The synthetic set for ``config.source``."""
@@ -78,6 +91,12 @@ def synthetic_images(lab: Lab, config: FeatureSpaceConfig, real_ids: np.ndarray,
         if not config.folder:
             raise ValueError("source 'folder' needs a folder")
         return folder_images(lab, config.folder)
+    if config.source == "mgr":
+        from genreg_core.runs import RunStore
+
+        if not config.run_id:
+            raise ValueError("source 'mgr' needs the id of an MGR run")
+        return meta_selected_images(RunStore().load_snapshots(config.run_id))
     raise ValueError(f"unknown source {config.source!r} (known: {', '.join(SOURCES)})")
 
 

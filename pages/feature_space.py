@@ -19,6 +19,7 @@ from genreg_core.feature_space import (
 )
 from genreg_core.plots import feature_scatter, metric_bars
 from genreg_core.projection import project
+from genreg_core.runs import RunStore
 
 st.title("Feature space: real vs synthetic")
 st.markdown(
@@ -32,23 +33,40 @@ st.markdown(
 lab = current_lab()
 T = lab.generator.num_train_timesteps
 
+SOURCE_NAMES = {"generate": "generation from noise", "reconstruct": "reconstruction from t",
+                "folder": "an image folder", "mgr": "MGR's meta-selected latents (a run)"}
+
+
+@st.cache_resource
+def _store() -> RunStore:
+    return RunStore()
+
+
+source = st.segmented_control("Synthetic source", list(SOURCE_NAMES), format_func=SOURCE_NAMES.get,
+                              default="generate", key="fs.source") or "generate"
 with st.form("fs.form"):
     c1, c2, c3, c4 = st.columns(4)
     per_class = c1.slider("Images per class (real and synthetic)", 10, 200, 50, step=10, key="fs.per_class")
-    source = c2.selectbox("Synthetic source", ["generate", "reconstruct", "folder"], key="fs.source",
-                          format_func={"generate": "generation from noise", "reconstruct": "reconstruction from t",
-                                       "folder": "an image folder"}.get)
-    t = c3.slider("Start step t (reconstruction)", 0, T, T // 2, key="fs.t")
-    folder = c4.text_input("Image folder (ROOT/<class>/*.png)", key="fs.folder")
-    c5, c6, c7, c8 = st.columns(4)
-    k = c5.number_input("k (nearest neighbours)", 1, 50, 5, key="fs.k")
-    sampler_steps = c6.number_input("DDIM steps", 1, 200, 25, key="fs.steps")
-    seed = c7.number_input("Seed", 0, 10_000, 0, key="fs.seed")
-    c8.write("")
+    k = c2.number_input("k (nearest neighbours)", 1, 50, 5, key="fs.k")
+    seed = c3.number_input("Seed", 0, 10_000, 0, key="fs.seed")
+    sampler_steps = c4.number_input("DDIM steps", 1, 200, 25, key="fs.steps", disabled=source not in
+                                    ("generate", "reconstruct"))
+    t, folder, run_id = T // 2, "", None
+    if source == "reconstruct":
+        t = st.slider("Start step t", 0, T, T // 2, key="fs.t")
+    elif source == "folder":
+        folder = st.text_input("Image folder (ROOT/<class>/*.png, class folders named like the dataset's)",
+                               key="fs.folder")
+    elif source == "mgr":
+        mgr_runs = {r.run_id: f"{r.name} ({r.status}, {r.run_id[:6]})" for r in _store().list_runs()
+                    if r.method.startswith("mgr") and r.status in ("finished", "stopped")}
+        run_id = st.selectbox("MGR run (its meta-selected samples of every epoch)", list(mgr_runs),
+                              format_func=mgr_runs.get, key="fs.run",
+                              placeholder="no finished MGR run yet: launch one on the Training runs page")
     st.form_submit_button("Compute", type="primary")
 
-config = FeatureSpaceConfig(source=source, per_class=per_class, t=t, folder=folder or None, k=int(k), seed=int(seed),
-                            sampler=SamplerConfig(n_steps=int(sampler_steps)))
+config = FeatureSpaceConfig(source=source, per_class=per_class, t=t, folder=folder or None, run_id=run_id, k=int(k),
+                            seed=int(seed), sampler=SamplerConfig(n_steps=int(sampler_steps)))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

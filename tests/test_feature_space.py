@@ -72,3 +72,22 @@ def test_nearest_training_images_finds_exact_copies(lab):
     idx, dist = nearest_training_images(lab, result.synthetic_features, n=3)
     assert idx[:, 0].tolist() == ids.tolist()
     assert np.all(dist[:, 0] < 1e-4) and np.all(np.diff(dist, axis=1) >= 0)
+
+
+def test_mgr_snapshots_source(lab, monkeypatch):
+    import torch
+
+    from genreg_core.feature_space import meta_selected_images
+
+    snaps = [{"sample_images": lab.dataset.images[i * 4:(i + 1) * 4], "sample_classes": lab.dataset.labels[i * 4:
+                                                                                                         (i + 1) * 4]}
+             for i in range(3)] + [{"mu": torch.zeros(2, 2)}]
+    images, labels = meta_selected_images(snaps)
+    assert images.shape == (12, 1, 16, 16) and labels.tolist() == lab.dataset.labels[:12].tolist()
+    with pytest.raises(ValueError, match="no MGR samples"):
+        meta_selected_images([{"mu": torch.zeros(2, 2)}])
+    monkeypatch.setattr("genreg_core.runs.RunStore.load_snapshots", lambda self, run_id: snaps)
+    result = compute_feature_space(lab, FeatureSpaceConfig(source="mgr", run_id="abc", per_class=5, k=2))
+    assert len(result.synthetic_labels) == 12
+    with pytest.raises(ValueError, match="needs the id"):
+        compute_feature_space(lab, FeatureSpaceConfig(source="mgr", per_class=5, k=2))
