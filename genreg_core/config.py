@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 SamplerMethod = Literal["ddim", "ddpm"]
+TrainMethod = Literal["ce", "gda", "randreg", "adarand", "mgr", "mgr+adarand"]
 
 
 @dataclass
@@ -71,6 +72,41 @@ class FeatureConfig:
 
 
 @dataclass
+class TrainConfig:
+    """One classifier training run (``genreg_core.training.train_classifier``) and its method's hyper-parameters."""
+
+    method: TrainMethod = "ce"  # ce | gda | randreg | adarand | mgr | mgr+adarand
+    per_class: int | None = 10  # real training images per class drawn from the train split; None = all
+    epochs: int = 30  # passes over the (small) training set
+    batch_size: int = 16  # real images per step
+    lr: float = 3e-3  # Adam peak learning rate, cosine-decayed towards 0 over the run
+    weight_decay: float = 5e-4  # Adam (L2) weight decay
+    augment: bool = True  # T(·): random shift / rotation of real batches
+    seed: int = 0  # seed of the weights, the per-class subset, the batches and every random draw
+    width: int = 32  # classifier channels of the first conv block (ConvNet, as FeatureConfig)
+    feature_dim: int = 128  # classifier feature size d (ConvNet, as FeatureConfig)
+    gda_ratio: float = 1.0  # GDA ρ: synthetic pairs per real pair in each batch
+    gda_pool_per_class: int = 50  # GDA: synthetic images per class generated once before training
+    gda_sampler_steps: int = 25  # GDA: DDIM steps used to generate the pool
+    randreg_weight: float = 1.0  # RandReg / AdaRand λ of the feature loss mean((g(x) − z)²)
+    adarand_alpha: float = 0.5  # AdaRand α of the running class means μ̄
+    adarand_prior_lr: float = 1e-2  # AdaRand Adam learning rate of the prior means μ
+    mgr_weight: float = 1.0  # MGR λ of the pseudo consistency regularization L_PCR
+    mgr_finder_lr: float = 1e-3  # MGR Adam learning rate of the finder F_ω
+    mgr_meta_period: int = 1  # MGR: one meta (MPS) step every this many classifier steps
+    mgr_sampler_steps: int = 10  # MGR: DDIM steps of the differentiable chain from F_ω(u) to x_p
+    mgr_backprop_steps: int | None = None  # MGR: backprop through the UNet in the last k DDIM steps only; None = all
+    mgr_synthetic_batch: int = 16  # MGR: synthetic images per step
+    mgr_val_fraction: float = 0.2  # MGR: share of the training subset held out as B_val (at least 1 per class)
+
+    @classmethod
+    def tiny(cls, method: TrainMethod = "ce") -> TrainConfig:
+        """A run that takes about a second on CPU with the tiny generator, for tests."""
+        return cls(method=method, per_class=5, epochs=3, batch_size=16, width=8, feature_dim=32,
+                   gda_pool_per_class=4, gda_sampler_steps=2, mgr_sampler_steps=2, mgr_synthetic_batch=4)
+
+
+@dataclass
 class Preset:
     """A named bundle of configs."""
 
@@ -78,6 +114,7 @@ class Preset:
     generator: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _tiny() -> Preset:
@@ -86,6 +123,7 @@ def _tiny() -> Preset:
         generator=GeneratorTrainConfig(steps=20, batch_size=32, warmup_steps=2, checkpoint_every=10),
         sampler=SamplerConfig(n_steps=5),
         features=FeatureConfig(width=8, feature_dim=32, epochs=2),
+        training=TrainConfig.tiny(),
     )
 
 

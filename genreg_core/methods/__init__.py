@@ -1,0 +1,44 @@
+"""Training methods and their registry: the one place where a ``TrainConfig`` becomes a method."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from genreg_core.config import TrainConfig
+from genreg_core.methods.adarand import AdaRand
+from genreg_core.methods.base import Method, MethodSetup
+from genreg_core.methods.ce import CrossEntropy
+from genreg_core.methods.gda import GenerativeAugmentation
+from genreg_core.methods.mgr import MGR
+from genreg_core.methods.randreg import RandReg
+
+
+def _adarand(config: TrainConfig) -> AdaRand:
+    return AdaRand(config.randreg_weight, config.adarand_alpha, config.adarand_prior_lr)
+
+
+def _mgr(base: Method, config: TrainConfig) -> MGR:
+    return MGR(base, config.mgr_weight, config.mgr_finder_lr, config.mgr_meta_period, config.mgr_sampler_steps,
+               config.mgr_backprop_steps, config.mgr_synthetic_batch, config.batch_size)
+
+
+METHODS: dict[str, Callable[[TrainConfig], Method]] = {
+    "ce": lambda config: CrossEntropy(),
+    "gda": lambda config: GenerativeAugmentation(config.gda_ratio, config.gda_pool_per_class,
+                                                 config.gda_sampler_steps, config.augment),
+    "randreg": lambda config: RandReg(config.randreg_weight),
+    "adarand": _adarand,
+    "mgr": lambda config: _mgr(CrossEntropy(), config),
+    "mgr+adarand": lambda config: _mgr(_adarand(config), config),
+}
+
+
+def make_method(name: str, config: TrainConfig) -> Method:
+    """A fresh method called ``name`` with the hyper-parameters of ``config``."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r} (known: {', '.join(METHODS)})")
+    return METHODS[name](config)
+
+
+__all__ = ["METHODS", "AdaRand", "CrossEntropy", "GenerativeAugmentation", "MGR", "Method", "MethodSetup", "RandReg",
+           "make_method"]

@@ -1,0 +1,209 @@
+"""MGR: meta generative regularization (ALGORITHMS.md §5).
+
+"Regularizing Neural Networks with Meta-Learning Generative Models" (Yamaguchi, Chijiwa, Kanai,
+Kumagai, Kashima; NeurIPS 2023). Synthetic samples enter only a regularizer on the feature extractor,
+never the cross-entropy or the head:
+
+- PCR: ``L_PCR(x_p) = ‖g(T₁(x_p)) − g(T₂(x_p))‖²`` averaged over the batch (ours: two random T(·) of one image).
+- MPS: a finder ``F_ω(u) = u + conv(u)`` maps ``u ~ N(0, I)`` to the initial noise of a deterministic DDIM
+  chain through the frozen UNet, ``x_p = G(F_ω(u), c)``, run with gradients.
+- Bilevel step with a one-step lookahead (``torch.func.functional_call`` on a dict of parameters):
+  1. ``θ' = θ − η ∇_θ [L_real(B_tr; θ) + λ L_PCR(G(F_ω(u)); g_θ)]`` (graph kept),
+  2. ``ω ← Adam step on CE(B_val; θ')``,
+  3. classifier step on ``L_real + λ L_PCR(G(F_ω(u')).detach())``.
+  ``L_real`` is the base method's real-batch loss: CE for ``mgr``, CE + AdaRand's feature loss for
+  ``mgr+adarand``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genreg_core.augment import random_shift_rotate
+from genreg_core.config import SamplerConfig
+from genreg_core.diffusion import Generator
+from genreg_core.features import ConvNet
+from genreg_core.methods.base import (
+    Forward,
+    Method,
+    MethodSetup,
+    Metrics,
+    functional_forward,
+    model_params,
+    module_forward,
+    randn,
+)
+from genreg_core.sampling import predict_eps, step_grid
+
+
+class Finder(nn.Module):
+    """``F_ω(u) = u + conv(u)``: two 3×3 convolutions, the last one zero-initialised, so ``F_ω`` starts as identity."""
+
+    def __init__(self, channels: int, hidden: int = 16):
+        super().__init__()
+        self.residual = nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.SiLU(),
+                                      nn.Conv2d(hidden, channels, 3, padding=1))
+        nn.init.zeros_(self.residual[-1].weight)
+        nn.init.zeros_(self.residual[-1].bias)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return u + self.residual(u)  # (N, C, H, W)
+
+
+def ddim_chain(generator: Generator, x_T: torch.Tensor, labels: torch.Tensor | None, n_steps: int,
+               backprop_steps: int | None = None) -> torch.Tensor:
+    """Deterministic DDIM from noise ``x_T`` to ``x_0``, differentiable in ``x_T`` (Song et al. 2021, eq. 12, η = 0).
+
+    Each step: ``x̂_0 = clip((x_s − sqrt(1 − ᾱ_s) ε̂) / sqrt(ᾱ_s))``, ``ε̂ ← (x_s − sqrt(ᾱ_s) x̂_0) / sqrt(1 − ᾱ_s)``,
+    ``x_{s'} = sqrt(ᾱ_{s'}) x̂_0 + sqrt(1 − ᾱ_{s'}) ε̂`` — the update of ``sampling.reverse_process``.
+    With ``backprop_steps = k`` only the last ``k`` steps backpropagate through the UNet; earlier steps treat
+    ``ε_θ`` as a constant but keep the (linear) update differentiable, so ``x_T`` still gets a gradient.
+    """
+    steps = step_grid(generator.num_train_timesteps, SamplerConfig(n_steps=n_steps))
+    first_with_unet = 0 if backprop_steps is None else max(0, len(steps) - 1 - backprop_steps)
+    x = x_T
+    for i, (s, s_next) in enumerate(zip(steps[:-1], steps[1:])):
+        if i >= first_with_unet:
+            eps = predict_eps(generator, x, s, labels)
+        else:
+            with torch.no_grad():
+                eps = predict_eps(generator, x, s, labels)
+        ab, ab_next = generator.alpha_bar(s), generator.alpha_bar(s_next)
+        x0_hat = ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1, 1)
+        eps = (x - math.sqrt(ab) * x0_hat) / math.sqrt(1 - ab)
+        x = x0_hat if s_next == 0 else math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps
+    return x
+
+
+def lookahead(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
+    """One differentiable SGD step ``θ' = θ − η ∇_θ loss`` (the graph is kept for second-order gradients)."""
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
+    return {name: p if g is None else p - lr * g for (name, p), g in zip(params.items(), grads)}
+
+
+def pcr_per_sample(forward: Forward, x_p: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """``‖g(T₁(x_p)) − g(T₂(x_p))‖²`` per synthetic image, (N,); both views go through one forward pass."""
+    views = torch.cat([random_shift_rotate(x_p, rng=rng), random_shift_rotate(x_p, rng=rng)])  # (2N, C, H, W)
+    f1, f2 = forward(views)[0].chunk(2)  # (N, d) each
+    return (f1 - f2).pow(2).sum(1)
+
+
+class MGR(Method):
+    """Meta generative regularization on top of a base method's real-batch loss (CE, or AdaRand's)."""
+
+    name = "mgr"
+    needs_generator = True
+    needs_meta_validation = True
+
+    def __init__(self, base: Method, weight: float = 1.0, finder_lr: float = 1e-3, meta_period: int = 1,
+                 sampler_steps: int = 10, backprop_steps: int | None = None, synthetic_batch: int = 16,
+                 val_batch: int = 32):
+        if weight < 0 or meta_period < 1 or sampler_steps < 1 or synthetic_batch < 1 or val_batch < 1:
+            raise ValueError("MGR needs λ ≥ 0 and a meta period, sampler steps and batch sizes of at least 1")
+        if backprop_steps is not None and backprop_steps < 1:
+            raise ValueError(f"MGR backprop_steps must be at least 1 (or None for all), got {backprop_steps}")
+        self.base = base
+        self.name = "mgr" if base.name == "ce" else f"mgr+{base.name}"
+        self.weight = weight
+        self.finder_lr = finder_lr
+        self.meta_period = meta_period
+        self.sampler_steps = sampler_steps
+        self.backprop_steps = backprop_steps
+        self.synthetic_batch = synthetic_batch
+        self.val_batch = val_batch
+
+    def start(self, setup: MethodSetup) -> None:
+        super().start(setup)
+        self.base.start(setup)
+        generator = setup.generator
+        if generator is None:
+            raise ValueError("MGR needs a generator")
+        if setup.meta_images is None or setup.meta_labels is None:
+            raise ValueError("MGR needs a held-out meta-validation set B_val")
+        self.finder_ = Finder(generator.channels).to(generator.device)
+        self.finder_optimizer_ = torch.optim.Adam(self.finder_.parameters(), lr=self.finder_lr)
+        self.n_steps_ = 0
+        self.val_before_: list[float] = []
+        self.val_after_: list[float] = []
+        self.last_meta_: dict[str, torch.Tensor] = {}
+
+    def synthesize(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Draw ``u`` and classes, return ``(u, F_ω(u), x_p = G(F_ω(u), c), c)``; differentiable in ω."""
+        generator, setup = self.setup_.generator, self.setup_
+        shape = (self.synthetic_batch, generator.channels, generator.image_size, generator.image_size)
+        u = randn(shape, setup.rng, generator.device)  # (S, C, H, W)
+        classes = None
+        if generator.conditional:
+            classes = torch.randint(setup.n_classes, (self.synthetic_batch,), generator=setup.rng).to(generator.device)
+        latents = self.finder_(u)
+        x_p = ddim_chain(generator, latents, classes, self.sampler_steps, self.backprop_steps)
+        return u, latents, x_p.to(setup.device), classes
+
+    def _val_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.setup_.meta_images, self.setup_.meta_labels
+        if labels.shape[0] <= self.val_batch:
+            return images, labels
+        pick = torch.randperm(labels.shape[0], generator=self.setup_.rng)[: self.val_batch].to(labels.device)
+        return images[pick], labels[pick]
+
+    def meta_step(self, model: ConvNet, x: torch.Tensor, y: torch.Tensor, lr: float) -> Metrics:
+        """MPS: lookahead θ' through the synthetic batch, then one Adam step of the finder on CE(B_val; θ')."""
+        u, latents, x_p, classes = self.synthesize()
+        weights = torch.ones(x_p.shape[0], device=x_p.device, requires_grad=True)  # (S,) per-sample weights
+        params = model_params(model)
+        forward = functional_forward(model, params)
+        real, _ = self.base.real_loss(forward, x, y)
+        pcr = pcr_per_sample(forward, x_p, self.setup_.rng)  # (S,)
+        params_after = lookahead(params, real + self.weight * (weights * pcr).mean(), lr)
+        x_val, y_val = self._val_batch()
+        with torch.no_grad():
+            val_before = F.cross_entropy(forward(x_val)[1], y_val)
+        val_after = F.cross_entropy(functional_forward(model, params_after)(x_val)[1], y_val)
+        finder_params = list(self.finder_.parameters())
+        *finder_grads, weight_grad = torch.autograd.grad(val_after, [*finder_params, weights])
+        for p, g in zip(finder_params, finder_grads):
+            p.grad = g
+        self.finder_optimizer_.step()
+        finder_grad_norm = torch.sqrt(sum(g.pow(2).sum() for g in finder_grads)).item()
+        # ∂L_val(θ')/∂w_i = −(η/S) λ ∇L_val(θ')·∇ℓ_PCR,i(θ); rescaled to the alignment proxy −λ ∇L_val·∇ℓ_PCR,i
+        influence = weight_grad.detach() * x_p.shape[0] / lr
+        self.val_before_.append(val_before.item())
+        self.val_after_.append(val_after.item())
+        self.last_meta_ = {"latents": torch.stack([u, latents]).detach(), "sample_images": x_p.detach(),
+                           "sample_classes": classes if classes is not None else torch.full((x_p.shape[0],), -1),
+                           "influence": influence}
+        return {"mgr_val_loss_before": val_before.item(), "mgr_val_loss_after": val_after.item(),
+                "mgr_val_gain": val_before.item() - val_after.item(), "finder_grad_norm": finder_grad_norm,
+                "finder_shift": (latents - u).pow(2).mean().sqrt().item()}
+
+    def step_loss(self, model: ConvNet, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, Metrics]:
+        """Meta step (every ``meta_period`` steps), then ``L_real + λ L_PCR`` on a fresh, detached synthetic batch."""
+        metrics: Metrics = {}
+        if self.n_steps_ % self.meta_period == 0:
+            metrics.update(self.meta_step(model, x, y, lr))
+        self.n_steps_ += 1
+        with torch.no_grad():
+            x_p = self.synthesize()[2]
+        real, real_metrics = self.base.real_loss(module_forward(model), x, y)
+        pcr = pcr_per_sample(functional_forward(model, model_params(model)), x_p, self.setup_.rng).mean()
+        metrics.update(real_metrics, pcr_loss=pcr.item())
+        return real + self.weight * pcr, metrics
+
+    def after_step(self) -> Metrics:
+        return self.base.after_step()
+
+    def epoch_snapshot(self) -> dict[str, torch.Tensor]:
+        """The base method's tensors plus, from the epoch's last meta step, ``latents`` (2, S, C, H, W) =
+        [u, F_ω(u)], ``sample_classes`` (S,) (−1 for an unconditional generator), ``sample_images``
+        (S, C, H, W) and ``influence`` (S,) = ``−λ ∇CE(B_val; θ')·∇ℓ_PCR(x_i; θ)`` (negative: the sample
+        lowers the validation loss), and the epoch's ``val_loss_before`` / ``val_loss_after`` (M,), one per
+        meta step."""
+        tensors = dict(self.last_meta_, val_loss_before=torch.tensor(self.val_before_),
+                       val_loss_after=torch.tensor(self.val_after_))
+        self.val_before_, self.val_after_ = [], []
+        snapshot = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+        return {**self.base.epoch_snapshot(), **snapshot}
