@@ -76,3 +76,41 @@ def test_reverse_step_page_rejects_bad_indices():
     at.run()
     assert not at.exception
     assert any("comma-separated integers" in e.value for e in at.error)
+
+
+def test_training_runs_page_launches_lists_and_summarizes(monkeypatch):
+    calls = []
+
+    def fake_launch(store, spec, max_concurrent=2):
+        run_id = store.create_run(spec)
+        for epoch in (1, 2):
+            store.client.log_metric(run_id, "val_loss", 1.0 / epoch, step=epoch)
+            store.client.log_metric(run_id, "epoch", epoch, step=epoch)
+        store.client.log_metric(run_id, "test_accuracy_at_best", 0.8 + 0.01 * spec.train.seed, step=0)
+        store.client.set_terminated(run_id, "FINISHED")
+        calls.append((spec.train.method, spec.train.seed, spec.train.per_class, max_concurrent))
+        return run_id
+
+    monkeypatch.setattr("genreg_core.worker.launch_run", fake_launch)
+    at = AppTest.from_file("../pages/training_runs.py", default_timeout=120).run()
+    assert not at.exception, at.exception
+    at.multiselect(key="tr.methods").set_value(["ce", "mgr"])
+    at.text_input(key="tr.seeds").set_value("0, 1")
+    next(b for b in at.button if b.label == "Launch").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert sorted(calls) == [("ce", 0, 10, 2), ("ce", 1, 10, 2), ("mgr", 0, 10, 2), ("mgr", 1, 10, 2)]
+    runs_table, summary = at.dataframe[0].value, at.dataframe[1].value
+    assert len(runs_table) == 4 and set(runs_table["status"]) == {"finished"}
+    assert list(summary["method"]) == ["ce", "mgr"] and list(summary["runs"]) == [2, 2]
+    assert summary["test accuracy"].iloc[0] == "80.50% ± 0.50%"
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_training_runs_page_rejects_bad_seeds():
+    at = AppTest.from_file("../pages/training_runs.py", default_timeout=120).run()
+    at.text_input(key="tr.seeds").set_value("zero")
+    next(b for b in at.button if b.label == "Launch").click()
+    at.run()
+    assert not at.exception
+    assert any("integer seeds" in e.value for e in at.error)
