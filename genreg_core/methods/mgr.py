@@ -86,10 +86,15 @@ def lookahead(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: float) ->
 
 
 def pcr_per_sample(forward: Forward, x_p: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    """``‖g(T₁(x_p)) − g(T₂(x_p))‖²`` per synthetic image, (N,); both views go through one forward pass."""
+    """``‖g(T₁(x_p)) − g(T₂(x_p))‖² / d`` per synthetic image, (N,); both views go through one forward pass.
+
+    (ours) The squared distance is averaged over the d feature dimensions, like AdaRand's feature loss, so that
+    λ = 1 does not grow with d: with the plain sum (d = 128) λ = 1 collapses the features (test accuracy 0.41 vs
+    0.95 for CE at 10 images per class on digits).
+    """
     views = torch.cat([random_shift_rotate(x_p, rng=rng), random_shift_rotate(x_p, rng=rng)])  # (2N, C, H, W)
     f1, f2 = forward(views)[0].chunk(2)  # (N, d) each
-    return (f1 - f2).pow(2).sum(1)
+    return (f1 - f2).pow(2).mean(1)
 
 
 class MGR(Method):
