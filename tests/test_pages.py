@@ -114,3 +114,71 @@ def test_training_runs_page_rejects_bad_seeds():
     at.run()
     assert not at.exception
     assert any("integer seeds" in e.value for e in at.error)
+
+
+def test_a_run_launched_in_one_tab_is_stopped_from_another(monkeypatch):
+    launched = []
+
+    def queue_only(store, spec, max_concurrent=2):  # a queued run whose worker has not started yet
+        launched.append(store.create_run(spec))
+        return launched[-1]
+
+    monkeypatch.setattr("genreg_core.worker.launch_run", queue_only)
+    first = AppTest.from_file("../pages/training_runs.py", default_timeout=120).run()
+    first.multiselect(key="tr.methods").set_value(["adarand"])
+    next(b for b in first.button if b.label == "Launch").click()
+    first.run()
+    second = AppTest.from_file("../pages/training_runs.py", default_timeout=120).run()
+    assert not second.exception, second.exception
+    table = second.dataframe[0].value
+    assert table.set_index("run_id").loc[launched[0], "status"] == "queued"
+    second.multiselect(key="tr.compare").set_value([launched[0]])
+    second.button(key="tr.stop").click()
+    second.run()
+    first.run()
+    assert first.dataframe[0].value.set_index("run_id").loc[launched[0], "status"] == "stopped"
+
+
+def test_training_runs_page_real_tiny_run_end_to_end():
+    import time
+
+    from genreg_core.runs import RunStore
+
+    at = AppTest.from_file("../pages/training_runs.py", default_timeout=120).run()
+    at.multiselect(key="tr.methods").set_value(["ce"])
+    at.selectbox(key="tr.per_class").set_value(5)
+    at.slider(key="tr.epochs").set_value(2)
+    at.text_input(key="tr.seeds").set_value("7")
+    next(b for b in at.button if b.label == "Launch").click()
+    at.run()
+    assert not at.exception, at.exception
+    store = RunStore()
+    run = next(r for r in store.list_runs() if r.method == "ce" and r.seed == 7)
+    deadline = time.time() + 180
+    while store.summary(run.run_id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(1)
+    at.run()
+    row = at.dataframe[0].value.set_index("run_id").loc[run.run_id]
+    assert row["status"] == "finished", (store.run_dir(run.run_id) / "worker.log").read_text()
+    assert 0 < row["test_accuracy"] <= 1
+
+
+def test_reverse_step_page_on_an_image_folder(tmp_path):
+    from PIL import Image
+
+    from genreg_core.data import load_digits_dataset
+    from genreg_core.imaging import make_grid
+
+    digits = load_digits_dataset(16)
+    for c in range(10):
+        (tmp_path / str(c)).mkdir()
+        for i, image in enumerate(digits.images[digits.labels == c][:6]):
+            Image.fromarray(make_grid(image[None], 1, pad=0)).save(tmp_path / str(c) / f"{i}.png")
+    at = AppTest.from_file("../pages/reverse_step.py", default_timeout=240)
+    at.session_state["genreg.dataset"] = "folder"
+    at.session_state["genreg.folder"] = str(tmp_path)
+    at.session_state["rs.steps"] = 3
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.get("image")) >= 3
+    assert "0, 1, 2" in at.get("image")[0].proto.imgs[0].caption
