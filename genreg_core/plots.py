@@ -130,3 +130,55 @@ def run_curves(histories: dict[str, dict[str, list[tuple[int, float]]]], keys: S
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(height=280 * n_rows, margin=dict(l=10, r=10, t=40, b=10))
     return fig
+
+
+def reference_scatter(probe_xy: np.ndarray, probe_labels: np.ndarray, mu_xy: np.ndarray, mu_bar_xy: np.ndarray,
+                      reference_xy: np.ndarray, reference_labels: np.ndarray,
+                      class_names: Sequence[str]) -> go.Figure:
+    """One epoch of AdaRand: probe features (dots), references z (crosses), μ (stars) and μ̄ (diamonds) by class."""
+    fig = go.Figure()
+    for c in range(len(class_names)):
+        color = PALETTE[c % len(PALETTE)]
+        p, r = probe_labels == c, reference_labels == c
+        fig.add_trace(go.Scattergl(x=probe_xy[p, 0], y=probe_xy[p, 1], mode="markers", name=f"class {class_names[c]}",
+                                   legendgroup=str(c), marker=dict(color=color, size=6, opacity=0.6)))
+        fig.add_trace(go.Scattergl(x=reference_xy[r, 0], y=reference_xy[r, 1], mode="markers", legendgroup=str(c),
+                                   showlegend=False, marker=dict(color=color, size=7, symbol="x-thin",
+                                                                 line=dict(color=color, width=1.5)),
+                                   hovertext=f"reference z, class {class_names[c]}", hoverinfo="text"))
+    fig.add_trace(go.Scatter(x=mu_xy[:, 0], y=mu_xy[:, 1], mode="markers+text", name="μ (prior mean)",
+                             text=list(class_names), textposition="top center",
+                             marker=dict(size=16, symbol="star", color=PALETTE[: len(mu_xy)],
+                                         line=dict(color="black", width=1))))
+    fig.add_trace(go.Scatter(x=mu_bar_xy[:, 0], y=mu_bar_xy[:, 1], mode="markers", name="μ̄ (running class mean)",
+                             marker=dict(size=10, symbol="diamond-open", color="black")))
+    fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def latent_scatter(real_xy: np.ndarray, real_labels: np.ndarray, random_xy: np.ndarray, selected_xy: np.ndarray,
+                   classes: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """Real features (faint), samples of random latents (circles) and of meta-selected latents (stars), with a
+    line from each random sample to its selected counterpart."""
+    fig = go.Figure()
+    fig.add_trace(go.Scattergl(x=real_xy[:, 0], y=real_xy[:, 1], mode="markers", name="real",
+                               marker=dict(size=5, color=[PALETTE[c % len(PALETTE)] for c in real_labels],
+                                           opacity=0.25),
+                               hovertext=[f"real, class {class_names[c]}" for c in real_labels], hoverinfo="text"))
+    xs, ys = [], []
+    for a, b in zip(random_xy, selected_xy):
+        xs += [a[0], b[0], None]
+        ys += [a[1], b[1], None]
+    fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line=dict(color="rgba(90,90,90,0.5)", width=1),
+                               name="u → F_ω(u)", hoverinfo="skip"))
+    colors = [PALETTE[c % len(PALETTE)] for c in classes]
+    names = [class_names[c] for c in classes]
+    fig.add_trace(go.Scattergl(x=random_xy[:, 0], y=random_xy[:, 1], mode="markers", name="G(u, c): random latent",
+                               marker=dict(size=9, color=colors, symbol="circle-open", line=dict(width=2)),
+                               hovertext=[f"random latent, class {n}" for n in names], hoverinfo="text"))
+    fig.add_trace(go.Scattergl(x=selected_xy[:, 0], y=selected_xy[:, 1], mode="markers",
+                               name="G(F_ω(u), c): meta-selected", marker=dict(size=12, color=colors, symbol="star",
+                                                                             line=dict(color="black", width=1)),
+                               hovertext=[f"meta-selected, class {n}" for n in names], hoverinfo="text"))
+    fig.update_layout(height=520, margin=dict(l=10, r=10, t=30, b=10))
+    return fig

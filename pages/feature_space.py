@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from genreg_app.render import image_strip, json_download
+from genreg_app.runs import run_store
 from genreg_app.state import current_lab, lab_key
 from genreg_core.config import SamplerConfig
 from genreg_core.feature_space import (
@@ -19,7 +20,6 @@ from genreg_core.feature_space import (
 )
 from genreg_core.plots import feature_scatter, metric_bars
 from genreg_core.projection import project
-from genreg_core.runs import RunStore
 
 st.title("Feature space: real vs synthetic")
 st.markdown(
@@ -35,11 +35,6 @@ T = lab.generator.num_train_timesteps
 
 SOURCE_NAMES = {"generate": "generation from noise", "reconstruct": "reconstruction from t",
                 "folder": "an image folder", "mgr": "MGR's meta-selected latents (a run)"}
-
-
-@st.cache_resource
-def _store() -> RunStore:
-    return RunStore()
 
 
 source = st.segmented_control("Synthetic source", list(SOURCE_NAMES), format_func=SOURCE_NAMES.get,
@@ -58,7 +53,7 @@ with st.form("fs.form"):
         folder = st.text_input("Image folder (ROOT/<class>/*.png, class folders named like the dataset's)",
                                key="fs.folder")
     elif source == "mgr":
-        mgr_runs = {r.run_id: f"{r.name} ({r.status}, {r.run_id[:6]})" for r in _store().list_runs()
+        mgr_runs = {r.run_id: f"{r.name} ({r.status}, {r.run_id[:6]})" for r in run_store().list_runs()
                     if r.method.startswith("mgr") and r.status in ("finished", "stopped")}
         run_id = st.selectbox("MGR run (its meta-selected samples of every epoch)", list(mgr_runs),
                               format_func=mgr_runs.get, key="fs.run",

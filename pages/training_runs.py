@@ -6,11 +6,12 @@ import json
 import pandas as pd
 import streamlit as st
 
+from genreg_app.runs import run_store
 from genreg_app.state import current_lab
 from genreg_core.config import TrainConfig
 from genreg_core.methods import METHODS
 from genreg_core.plots import run_curves
-from genreg_core.runs import EPOCH_KEYS, RunSpec, RunStore, summarize_runs
+from genreg_core.runs import EPOCH_KEYS, RunSpec, summarize_runs
 from genreg_core.worker import DEFAULT_MAX_CONCURRENT, launch_run
 
 METHOD_NOTES = {
@@ -32,12 +33,7 @@ st.markdown(
 lab = current_lab()
 
 
-@st.cache_resource
-def _store() -> RunStore:
-    return RunStore()
-
-
-store = _store()
+store = run_store()
 defaults = TrainConfig()
 
 with st.form("tr.form"):

@@ -182,3 +182,56 @@ def test_reverse_step_page_on_an_image_folder(tmp_path):
     assert not at.exception, at.exception
     assert len(at.get("image")) >= 3
     assert "0, 1, 2" in at.get("image")[0].proto.imgs[0].caption
+
+
+@pytest.fixture(scope="module")
+def replay_runs():
+    """A real tiny AdaRand run and a real tiny MGR run in the tests' run store."""
+    import dataclasses
+
+    from genreg_core.config import DataConfig, TrainConfig
+    from genreg_core.runs import RunSpec, RunStore
+    from genreg_core.worker import execute_run
+
+    store = RunStore()
+    ids = {}
+    for method in ("adarand", "mgr"):
+        spec = RunSpec(dataclasses.replace(TrainConfig.tiny(method), epochs=2), DataConfig(), None, "cpu")
+        ids[method] = store.create_run(spec)
+        execute_run(store, ids[method])
+    return ids
+
+
+def test_reference_vectors_page_replays_an_adarand_run(replay_runs):
+    at = AppTest.from_file("../pages/reference_vectors.py", default_timeout=120)
+    at.session_state["rv.run"] = replay_runs["adarand"]
+    at.run()
+    assert not at.exception, at.exception
+    assert at.slider(key="rv.epoch").value == 2
+    assert len(at.get("plotly_chart")) == 2
+    assert list(at.dataframe[0].value["epoch"]) == [1, 2]
+    at.slider(key="rv.epoch").set_value(1).run()
+    assert not at.exception
+
+
+def test_meta_latents_page_shows_random_vs_selected(replay_runs):
+    at = AppTest.from_file("../pages/meta_latents.py", default_timeout=120)
+    at.session_state["ml.run"] = replay_runs["mgr"]
+    at.run()
+    assert not at.exception, at.exception
+    captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    assert any(c.startswith("random latents") for c in captions)
+    assert any(c.startswith("meta-selected") for c in captions)
+    assert list(at.dataframe[0].value["samples"]) == ["selected", "random"]
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_replay_pages_offer_a_launch_without_runs(monkeypatch, tmp_path):
+    from genreg_core.runs import RunStore
+
+    empty = RunStore(tmp_path / "empty")
+    monkeypatch.setattr("genreg_app.runs.run_store", lambda: empty)
+    for page, key in (("reference_vectors.py", "rv.launch"), ("meta_latents.py", "ml.launch")):
+        at = AppTest.from_file(f"../pages/{page}", default_timeout=120).run()
+        assert not at.exception, at.exception
+        assert at.info and at.button(key=key).label.startswith("Launch a 10-per-class")

@@ -1,0 +1,75 @@
+"""Meta-selected latents: MGR's meta pseudo sampling against the random latents it starts from."""
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from genreg_app.runs import launch_button, pick_run, run_store
+from genreg_app.state import current_lab, lab_key
+from genreg_core.imaging import make_grid
+from genreg_core.meta_latents import replay_meta_latents
+from genreg_core.plots import latent_scatter
+
+st.title("Meta-selected latents (MGR)")
+st.markdown(
+    "*Regularizing Neural Networks with Meta-Learning Generative Models* (Yamaguchi et al., NeurIPS 2023) does not "
+    "use random synthetic samples: a finder network F_ω maps random latents u to latents whose samples, used in a "
+    "feature-consistency regularizer, **lower the validation loss after a one-step lookahead**. Here each recorded "
+    "batch is shown twice — decoded from the random u and from the selected F_ω(u), same class, same DDIM chain — "
+    "so the difference is the finder's doing."
+)
+lab = current_lab()
+run_id = pick_run(("mgr", "mgr+adarand"), "MGR run", key="ml.run")
+if run_id is None:
+    st.info("No MGR run with a finished epoch yet.")
+    launch_button(lab, "mgr", key="ml.launch")
+    st.stop()
+
+
+@st.cache_data(show_spinner="Decoding the random latents…", max_entries=8)
+def _replay(key: str, run_id: str, n_epochs: int):
+    steps = run_store().load_spec(run_id).train.mgr_sampler_steps
+    return replay_meta_latents(lab, run_store().load_snapshots(run_id), steps)
+
+
+n_snapshots = len(list((run_store().run_dir(run_id) / "snapshots").glob("epoch_*.safetensors")))
+try:
+    replay = _replay(lab_key(lab), run_id, n_snapshots)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+
+epoch = st.slider("Epoch (its last meta step)", 1, len(replay.epochs), len(replay.epochs), key="ml.epoch")
+i = epoch - 1
+names = lab.dataset.class_names
+order = np.argsort(replay.classes[i], kind="stable")
+left, right = st.columns(2)
+left.image(make_grid(replay.random[i][order], len(order), scale=3),
+           caption="random latents u → G(u, c); classes " + ", ".join(names[c] for c in replay.classes[i][order]))
+right.image(make_grid(replay.selected[i][order], len(order), scale=3),
+            caption=f"meta-selected F_ω(u) → G(F_ω(u), c); RMS latent shift {replay.latent_shift[i]:.3f}")
+
+st.subheader("Where they fall in feature space")
+st.plotly_chart(latent_scatter(replay.real_xy, replay.real_labels, replay.random_xy[i], replay.selected_xy[i],
+                               replay.classes[i], names), key="ml.scatter")
+table = pd.DataFrame([{"samples": name, **{k: v for k, v in m.items() if k in
+                                             ("precision", "recall", "density", "coverage", "frechet_distance")}}
+                      for name, m in replay.metrics.items()])
+st.dataframe(table, hide_index=True)
+st.caption("Against 50 real training images per class, pooled over all recorded epochs.")
+
+st.subheader("Losses")
+c1, c2 = st.columns(2)
+before = np.concatenate(replay.val_loss_before)
+after = np.concatenate(replay.val_loss_after)
+fig = go.Figure([go.Scatter(y=before, name="validation loss before lookahead", mode="lines"),
+                 go.Scatter(y=after, name="after lookahead on the selected samples", mode="lines")])
+fig.update_layout(height=320, xaxis_title="meta step", margin=dict(l=10, r=10, t=30, b=10))
+c1.plotly_chart(fig, key="ml.losses")
+influence = replay.influence[i]
+bars = go.Figure(go.Bar(x=[f"#{j} ({names[c]})" for j, c in enumerate(replay.classes[i])], y=influence,
+                        marker_color=np.where(influence < 0, "#2ca02c", "#d62728")))
+bars.update_layout(height=320, yaxis_title="influence (−λ ∇CE_val·∇ℓ_PCR)", margin=dict(l=10, r=10, t=30, b=10))
+c2.plotly_chart(bars, key="ml.influence")
+st.caption("Green samples lower the validation loss (negative influence), red ones raise it.")
