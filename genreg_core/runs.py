@@ -195,6 +195,10 @@ class RunStore:
     def metric_keys(self, run_id: str) -> list[str]:
         return sorted(self.get_run(run_id).data.metrics)
 
+    def n_snapshots(self, run_id: str) -> int:
+        """How many epoch snapshots the run has written so far (cheap; a cache key for replays)."""
+        return len(list((self.run_dir(run_id) / "snapshots").glob("epoch_*.safetensors")))
+
     def load_snapshots(self, run_id: str) -> list[dict[str, Any]]:
         """The run's per-epoch snapshots in epoch order (safetensors; never unpickled)."""
         from safetensors.torch import load_file

@@ -119,6 +119,18 @@ def _check_labels(generator: Generator, labels: torch.Tensor | None) -> None:
             raise ValueError(f"labels must lie in [0, {generator.num_classes - 1}] for this generator")
 
 
+def _check_start(generator: Generator, labels: torch.Tensor | None, t: int) -> None:
+    T = generator.num_train_timesteps
+    if not 0 <= t <= T:
+        raise ValueError(f"start step t must lie in [0, {T}], got {t}")
+    _check_labels(generator, labels)
+
+
+def _start_point(generator: Generator, x0: torch.Tensor, t: int, eps: torch.Tensor) -> torch.Tensor:
+    """x_t where the reverse process starts: the forward process at t, pure noise ε at t = T."""
+    return eps if t == generator.num_train_timesteps else add_noise(generator, x0, t, eps)
+
+
 def reconstruct(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | None, t: int,
                 sampler: SamplerConfig | None = None, seed: int = 0, batch_size: int = 256,
                 noise: torch.Tensor | None = None, on_progress: ProgressCallback | None = None) -> torch.Tensor:
@@ -128,10 +140,7 @@ def reconstruct(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | N
     from pure noise. The same ``seed`` (or the same ``noise``) gives the same output.
     """
     sampler = sampler or SamplerConfig()
-    T = generator.num_train_timesteps
-    if not 0 <= t <= T:
-        raise ValueError(f"start step t must lie in [0, {T}], got {t}")
-    _check_labels(generator, labels)
+    _check_start(generator, labels, t)
     if t == 0:
         return x0.clone()
     rng = torch.Generator().manual_seed(seed)
@@ -141,8 +150,7 @@ def reconstruct(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | N
     out = torch.empty_like(x0)
     n_batches = (x0.shape[0] + batch_size - 1) // batch_size
     for i, sl in enumerate(_batches(x0.shape[0], batch_size)):
-        eps = noise[sl].to(device)
-        x_t = eps if t == T else add_noise(generator, x0[sl].to(device), t, eps)
+        x_t = _start_point(generator, x0[sl].to(device), t, noise[sl].to(device))
         batch_labels = labels[sl].to(device) if labels is not None else None
         out[sl] = reverse_process(generator, x_t, batch_labels, t, sampler, rng).images.to(out.device)
         if on_progress is not None:
@@ -164,16 +172,13 @@ def reconstruct_view(generator: Generator, x0: torch.Tensor, labels: torch.Tenso
                      sampler: SamplerConfig | None = None, seed: int = 0) -> ReconstructionView:
     """Like :func:`reconstruct` (same seed, same output) but also returns x_t and the x̂_0 trajectory."""
     sampler = sampler or SamplerConfig()
-    T = generator.num_train_timesteps
-    if not 0 <= t <= T:
-        raise ValueError(f"start step t must lie in [0, {T}], got {t}")
-    _check_labels(generator, labels)
+    _check_start(generator, labels, t)
     if t == 0:
         return ReconstructionView(x0.clone(), x0.clone(), [0], None)
     rng = torch.Generator().manual_seed(seed)
     noise = torch.randn(x0.shape, generator=rng)
     device = generator.device
-    x_t = noise.to(device) if t == T else add_noise(generator, x0.to(device), t, noise.to(device))
+    x_t = _start_point(generator, x0.to(device), t, noise.to(device))
     result = reverse_process(generator, x_t, labels.to(device) if labels is not None else None, t, sampler, rng,
                              record_trajectory=True)
     return ReconstructionView(x_t.cpu().clamp(-1, 1), result.images.cpu(), result.steps, result.x0_trajectory)

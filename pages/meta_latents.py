@@ -33,7 +33,7 @@ def _replay(key: str, run_id: str, n_epochs: int):
     return replay_meta_latents(lab, run_store().load_snapshots(run_id), steps)
 
 
-n_snapshots = len(list((run_store().run_dir(run_id) / "snapshots").glob("epoch_*.safetensors")))
+n_snapshots = run_store().n_snapshots(run_id)
 try:
     replay = _replay(lab_key(lab), run_id, n_snapshots)
 except ValueError as exc:

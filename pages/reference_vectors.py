@@ -29,7 +29,7 @@ def _replay(run_id: str, n_epochs: int):
     return replay_references(run_store().load_snapshots(run_id))
 
 
-n_snapshots = len(list((run_store().run_dir(run_id) / "snapshots").glob("epoch_*.safetensors")))
+n_snapshots = run_store().n_snapshots(run_id)
 try:
     replay = _replay(run_id, n_snapshots)
 except ValueError as exc:
