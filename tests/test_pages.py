@@ -13,7 +13,7 @@ def _clear_caches():
 
 
 def test_home_page_shows_real_and_generated_grids():
-    at = AppTest.from_file("../pages/home.py", default_timeout=120).run()
+    at = AppTest.from_file("../app_pages/home.py", default_timeout=120).run()
     assert not at.exception, at.exception
     assert "genreg" in at.title[0].value
     headers = [h.value for h in at.subheader]
@@ -29,7 +29,7 @@ def test_app_navigation_runs():
 
 
 def test_bad_image_folder_shows_error(tmp_path):
-    at = AppTest.from_file("../pages/home.py", default_timeout=60)
+    at = AppTest.from_file("../app_pages/home.py", default_timeout=60)
     at.session_state["genreg.dataset"] = "folder"
     at.session_state["genreg.folder"] = str(tmp_path / "missing")
     at.run()
@@ -38,7 +38,7 @@ def test_bad_image_folder_shows_error(tmp_path):
 
 
 def test_feature_space_page_shows_chart_metrics_and_selection():
-    at = AppTest.from_file("../pages/feature_space.py", default_timeout=180)
+    at = AppTest.from_file("../app_pages/feature_space.py", default_timeout=180)
     at.session_state["fs.per_class"] = 10
     at.session_state["fs.steps"] = 3
     at.run()
@@ -56,7 +56,7 @@ def test_reverse_step_page_shows_grids_and_sweep_curves():
     from genreg_core.config import SamplerConfig
     from genreg_core.sweep import SweepConfig
 
-    at = AppTest.from_file("../pages/reverse_step.py", default_timeout=180)
+    at = AppTest.from_file("../app_pages/reverse_step.py", default_timeout=180)
     at.session_state["rs.steps"] = 3
     at.session_state["rs.sweep_config"] = SweepConfig(t_values=(0, 500, 1000), per_class=3, k=2,
                                                       sampler=SamplerConfig(n_steps=3))
@@ -70,7 +70,7 @@ def test_reverse_step_page_shows_grids_and_sweep_curves():
 
 
 def test_reverse_step_page_rejects_bad_indices():
-    at = AppTest.from_file("../pages/reverse_step.py", default_timeout=60)
+    at = AppTest.from_file("../app_pages/reverse_step.py", default_timeout=60)
     at.session_state["rs.pick"] = "by index"
     at.session_state["rs.ids"] = "1, 99999"
     at.run()
@@ -92,7 +92,7 @@ def test_training_runs_page_launches_lists_and_summarizes(monkeypatch):
         return run_id
 
     monkeypatch.setattr("genreg_core.worker.launch_run", fake_launch)
-    at = AppTest.from_file("../pages/training_runs.py", default_timeout=120).run()
+    at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
     assert not at.exception, at.exception
     at.multiselect(key="tr.methods").set_value(["ce", "mgr"])
     at.text_input(key="tr.seeds").set_value("0, 1")
@@ -108,7 +108,7 @@ def test_training_runs_page_launches_lists_and_summarizes(monkeypatch):
 
 
 def test_training_runs_page_rejects_bad_seeds():
-    at = AppTest.from_file("../pages/training_runs.py", default_timeout=120).run()
+    at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
     at.text_input(key="tr.seeds").set_value("zero")
     next(b for b in at.button if b.label == "Launch").click()
     at.run()
@@ -124,11 +124,11 @@ def test_a_run_launched_in_one_tab_is_stopped_from_another(monkeypatch):
         return launched[-1]
 
     monkeypatch.setattr("genreg_core.worker.launch_run", queue_only)
-    first = AppTest.from_file("../pages/training_runs.py", default_timeout=120).run()
+    first = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
     first.multiselect(key="tr.methods").set_value(["adarand"])
     next(b for b in first.button if b.label == "Launch").click()
     first.run()
-    second = AppTest.from_file("../pages/training_runs.py", default_timeout=120).run()
+    second = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
     assert not second.exception, second.exception
     table = second.dataframe[0].value
     assert table.set_index("run_id").loc[launched[0], "status"] == "queued"
@@ -144,7 +144,7 @@ def test_training_runs_page_real_tiny_run_end_to_end():
 
     from genreg_core.runs import RunStore
 
-    at = AppTest.from_file("../pages/training_runs.py", default_timeout=120).run()
+    at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
     at.multiselect(key="tr.methods").set_value(["ce"])
     at.selectbox(key="tr.per_class").set_value(5)
     at.slider(key="tr.epochs").set_value(2)
@@ -174,7 +174,7 @@ def test_reverse_step_page_on_an_image_folder(tmp_path):
         (tmp_path / str(c)).mkdir()
         for i, image in enumerate(digits.images[digits.labels == c][:6]):
             Image.fromarray(make_grid(image[None], 1, pad=0)).save(tmp_path / str(c) / f"{i}.png")
-    at = AppTest.from_file("../pages/reverse_step.py", default_timeout=240)
+    at = AppTest.from_file("../app_pages/reverse_step.py", default_timeout=240)
     at.session_state["genreg.dataset"] = "folder"
     at.session_state["genreg.folder"] = str(tmp_path)
     at.session_state["rs.steps"] = 3
@@ -203,7 +203,7 @@ def replay_runs():
 
 
 def test_reference_vectors_page_replays_an_adarand_run(replay_runs):
-    at = AppTest.from_file("../pages/reference_vectors.py", default_timeout=120)
+    at = AppTest.from_file("../app_pages/reference_vectors.py", default_timeout=120)
     at.session_state["rv.run"] = replay_runs["adarand"]
     at.run()
     assert not at.exception, at.exception
@@ -215,7 +215,7 @@ def test_reference_vectors_page_replays_an_adarand_run(replay_runs):
 
 
 def test_meta_latents_page_shows_random_vs_selected(replay_runs):
-    at = AppTest.from_file("../pages/meta_latents.py", default_timeout=120)
+    at = AppTest.from_file("../app_pages/meta_latents.py", default_timeout=120)
     at.session_state["ml.run"] = replay_runs["mgr"]
     at.run()
     assert not at.exception, at.exception
@@ -232,6 +232,6 @@ def test_replay_pages_offer_a_launch_without_runs(monkeypatch, tmp_path):
     empty = RunStore(tmp_path / "empty")
     monkeypatch.setattr("genreg_app.runs.run_store", lambda: empty)
     for page, key in (("reference_vectors.py", "rv.launch"), ("meta_latents.py", "ml.launch")):
-        at = AppTest.from_file(f"../pages/{page}", default_timeout=120).run()
+        at = AppTest.from_file(f"../app_pages/{page}", default_timeout=120).run()
         assert not at.exception, at.exception
         assert at.info and at.button(key=key).label.startswith("Launch a 10-per-class")

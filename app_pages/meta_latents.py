@@ -45,9 +45,9 @@ i = epoch - 1
 names = lab.dataset.class_names
 order = np.argsort(replay.classes[i], kind="stable")
 left, right = st.columns(2)
-left.image(make_grid(replay.random[i][order], len(order), scale=3),
+left.image(make_grid(replay.random[i][order], 8, scale=4),
            caption="random latents u → G(u, c); classes " + ", ".join(names[c] for c in replay.classes[i][order]))
-right.image(make_grid(replay.selected[i][order], len(order), scale=3),
+right.image(make_grid(replay.selected[i][order], 8, scale=4),
             caption=f"meta-selected F_ω(u) → G(F_ω(u), c); RMS latent shift {replay.latent_shift[i]:.3f}")
 
 st.subheader("Where they fall in feature space")
