@@ -230,7 +230,8 @@ def _add_lab_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genreg", description=__doc__)
+    parser = argparse.ArgumentParser(prog="genreg", description="genreg: a lab for generative data augmentation and "
+                                     "feature regularization (also: python -m genreg_core).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train-generator", help="train the class-conditional diffusion model")
