@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from genreg_app.runs import launch_button, pick_run, run_store
+from genreg_app.runs import pick_run, run_store
 from genreg_app.state import current_lab, lab_key
 from genreg_core.imaging import make_grid
 from genreg_core.meta_latents import replay_meta_latents
@@ -20,11 +20,7 @@ st.markdown(
     "so the difference is the finder's doing."
 )
 lab = current_lab()
-run_id = pick_run(("mgr", "mgr+adarand"), "MGR run", key="ml.run")
-if run_id is None:
-    st.info("No MGR run with a finished epoch yet.")
-    launch_button(lab, "mgr", key="ml.launch")
-    st.stop()
+run_id = pick_run(lab, ("mgr", "mgr+adarand"), "MGR run", key="ml.run")
 
 
 @st.cache_data(show_spinner="Decoding the random latents…", max_entries=8)

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from genreg_app.runs import launch_button, pick_run, run_store
+from genreg_app.runs import pick_run, run_store
 from genreg_app.state import current_lab
 from genreg_core.plots import reference_scatter, run_curves
 from genreg_core.reference_vectors import replay_references
@@ -17,11 +17,7 @@ st.markdown(
     "epoch by epoch: stars are μ, diamonds μ̄, crosses sampled references, dots the features of a fixed probe set."
 )
 lab = current_lab()
-run_id = pick_run(("adarand", "mgr+adarand"), "AdaRand run", key="rv.run")
-if run_id is None:
-    st.info("No AdaRand run with a finished epoch yet.")
-    launch_button(lab, "adarand", key="rv.launch")
-    st.stop()
+run_id = pick_run(lab, ("adarand", "mgr+adarand"), "AdaRand run", key="rv.run")
 
 
 @st.cache_data(show_spinner="Projecting the snapshots…", max_entries=8)

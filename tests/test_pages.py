@@ -231,7 +231,7 @@ def test_replay_pages_offer_a_launch_without_runs(monkeypatch, tmp_path):
 
     empty = RunStore(tmp_path / "empty")
     monkeypatch.setattr("genreg_app.runs.run_store", lambda: empty)
-    for page, key in (("reference_vectors.py", "rv.launch"), ("meta_latents.py", "ml.launch")):
+    for page, key in (("reference_vectors.py", "rv.run.launch"), ("meta_latents.py", "ml.run.launch")):
         at = AppTest.from_file(f"../app_pages/{page}", default_timeout=120).run()
         assert not at.exception, at.exception
         assert at.info and at.button(key=key).label.startswith("Launch a 10-per-class")
