@@ -144,7 +144,5 @@ def nearest_training_images(lab: Lab, features: np.ndarray, n: int = 5) -> tuple
     """For each feature row, the ``n`` nearest real training images: (dataset indices, distances), (Q, n) each."""
     from genreg_core.metrics import nearest_neighbours
 
-    train_ids = lab.split.train
-    train_f = extract_features(lab.extractor, lab.dataset.images[train_ids])
-    idx, dist = nearest_neighbours(features, train_f, n)
-    return train_ids[idx], dist
+    idx, dist = nearest_neighbours(features, lab.train_features(), n)
+    return lab.split.train[idx], dist

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from genreg_core.config import DataConfig, FeatureConfig, SamplerConfig
@@ -16,6 +17,7 @@ from genreg_core.diffusion import Generator, load_generator
 from genreg_core.features import (
     DEFAULT_FEATURES_DIR,
     FeatureExtractor,
+    extract_features,
     get_feature_extractor,
     load_feature_extractor,
     predict_labels,
@@ -39,6 +41,13 @@ class Lab:
     extractor: FeatureExtractor
     device: torch.device
     generator_source: str | None = None  # what open_lab was given (None: the shipped model)
+    _train_features: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def train_features(self) -> np.ndarray:
+        """Features (N_train, d) of the real training split, computed once per lab (the extractor is frozen)."""
+        if self._train_features is None:
+            self._train_features = extract_features(self.extractor, self.dataset.images[self.split.train])
+        return self._train_features
 
     @property
     def n_classes(self) -> int:

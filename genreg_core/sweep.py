@@ -57,7 +57,7 @@ class SweepResult:
 
 def class_centroids(lab: Lab) -> np.ndarray:
     """(K, d) mean feature of each class over the real training split."""
-    feats = extract_features(lab.extractor, lab.dataset.images[lab.split.train])
+    feats = lab.train_features()
     labels = lab.dataset.labels[lab.split.train].numpy()
     return np.stack([feats[labels == c].mean(0) for c in range(lab.n_classes)])
 
