@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from genreg_app.render import image_strip, json_download
+from genreg_app.progress import cached_with_progress
+from genreg_app.render import full_table, image_strip, json_download, selected_point_ids
 from genreg_app.runs import run_store
 from genreg_app.state import current_lab, lab_key
 from genreg_core.config import SamplerConfig
@@ -33,6 +34,7 @@ st.markdown(
 lab = current_lab()
 T = lab.generator.num_train_timesteps
 
+AXIS_NAMES = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
 SOURCE_NAMES = {"generate": "generation from noise", "reconstruct": "reconstruction from t",
                 "folder": "an image folder", "mgr": "MGR's meta-selected latents (a run)"}
 
@@ -58,15 +60,25 @@ with st.form("fs.form"):
         run_id = st.selectbox("MGR run (its meta-selected samples of every epoch)", list(mgr_runs),
                               format_func=mgr_runs.get, key="fs.run",
                               placeholder="no finished MGR run yet: launch one on the Training runs page")
-    st.form_submit_button("Compute", type="primary")
+    submitted = st.form_submit_button("Compute", type="primary")
 
-config = FeatureSpaceConfig(source=source, per_class=per_class, t=t, folder=folder or None, run_id=run_id, k=int(k),
-                            seed=int(seed), sampler=SamplerConfig(n_steps=int(sampler_steps)))
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _feature_space(key: str, config_json: str, _progress=None) -> FeatureSpaceResult:
-    return compute_feature_space(lab, config, _progress)
+form_config = FeatureSpaceConfig(source=source, per_class=per_class, t=t, folder=folder or None, run_id=run_id,
+                                 k=int(k), seed=int(seed), sampler=SamplerConfig(n_steps=int(sampler_steps)))
+# nothing heavy runs until the form is submitted; the first visit shows the default settings
+if submitted or "fs.config" not in st.session_state:
+    st.session_state["fs.config"] = form_config
+config: FeatureSpaceConfig = st.session_state["fs.config"]
+if config != form_config:
+    st.caption(f"Showing the last computed settings ({SOURCE_NAMES[config.source]}); press **Compute** to apply "
+               "the ones above.")
+config_json = json.dumps(asdict(config), sort_keys=True)
+try:
+    result: FeatureSpaceResult = cached_with_progress(
+        "feature_space", (lab_key(lab), config_json),
+        lambda progress: compute_feature_space(lab, config, progress), "Sampling and embedding…")
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -75,17 +87,6 @@ def _projection(key: str, config_json: str, method: str, mode: str, dims: int, _
     return project(_result.real_features, _result.synthetic_features, method, mode, dims, random_state=0,
                    n_epochs=200 if method == "umap" else None)
 
-
-config_json = json.dumps(asdict(config), sort_keys=True)
-bar = st.progress(0.0, text="Embedding real and synthetic images…")
-try:
-    result = _feature_space(lab_key(lab), config_json, lambda done, total: bar.progress(done / total,
-                                                                                        text="Sampling…"))
-except ValueError as exc:
-    bar.empty()
-    st.error(str(exc))
-    st.stop()
-bar.empty()
 
 overall = result.metrics.overall
 cols = st.columns(5)
@@ -114,18 +115,15 @@ with st.spinner(f"Projecting with {method.upper()}…"):
         st.stop()
 
 n_real = len(result.real_labels)
-real_keep = np.isin(result.real_labels, classes) if classes else np.ones(n_real, bool)
-synth_keep = np.isin(result.synthetic_labels, classes) if classes else np.ones(len(result.synthetic_labels), bool)
 prdc = result.metrics.prdc
-fig = feature_scatter(
-    proj.real[real_keep], proj.synthetic[synth_keep], result.real_labels[real_keep],
-    result.synthetic_labels[synth_keep], lab.dataset.class_names, color_by,
-    synth_in_manifold=prdc.synthetic_in_manifold[synth_keep], real_covered=prdc.real_covered[real_keep],
-    real_ids=np.flatnonzero(real_keep), synth_ids=n_real + np.flatnonzero(synth_keep),
-    title=f"{method.upper()} of extractor features")
+fig = feature_scatter(proj.real, proj.synthetic, result.real_labels, result.synthetic_labels, lab.dataset.class_names,
+                      color_by, synth_in_manifold=prdc.synthetic_in_manifold, real_covered=prdc.real_covered,
+                      title=f"{AXIS_NAMES[method]} of extractor features", axis_name=AXIS_NAMES[method],
+                      highlight_classes=classes)
 event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="fs.chart")
 
-selected = sorted({int(p["customdata"][0]) for p in event.selection.points if p.get("customdata")}) if event else []
+n_points = n_real + len(result.synthetic_labels)
+selected = [i for i in selected_point_ids(event) if i < n_points]  # a stale selection may outlive its result
 st.subheader("Selection")
 if not selected:
     st.caption("Select points in the chart (click, box or lasso) to see their images and nearest real neighbours.")
@@ -153,8 +151,7 @@ else:
 st.subheader("Metrics per class")
 per_class = result.metrics.per_class
 table = pd.DataFrame([{**row, "class": lab.dataset.class_names[row["class"]]} for row in per_class])
-st.dataframe(pd.concat([pd.DataFrame([{"class": "all", **overall}]), table], ignore_index=True),
-             hide_index=True, width="stretch")
+full_table(pd.concat([pd.DataFrame([{"class": "all", **overall}]), table], ignore_index=True))
 st.plotly_chart(metric_bars(per_class, lab.dataset.class_names), key="fs.bars")
 
 d1, d2 = st.columns(2)

@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from genreg_app.render import grid_with_download, json_download
+from genreg_app.progress import cached_with_progress
+from genreg_app.render import full_table, grid_with_download, json_download
 from genreg_app.state import current_lab, lab_key
 from genreg_core.config import SamplerConfig
 from genreg_core.data import load_uploaded_images
@@ -75,11 +76,16 @@ st.subheader("Sampler")
 s1, s2, s3, s4, s5 = st.columns(5)
 t = s1.slider("Start step t", 0, T, T // 2, key="rs.t")
 method = s2.radio("Sampler", ["ddim", "ddpm"], horizontal=True, key="rs.method", format_func=str.upper)
-steps = s3.number_input("DDIM steps", 1, 1000, 50, key="rs.steps", disabled=method == "ddpm")
+steps = s3.number_input("DDIM steps", 1, 1000, SweepConfig().sampler.n_steps, key="rs.steps",
+                        disabled=method == "ddpm", help="25 by default, as in `genreg sweep`")
 guidance = s4.number_input("Guidance w", 0.0, 10.0, 0.0, step=0.5, key="rs.guidance",
                            disabled=lab.generator.null_class is None)
 seed = int(s5.number_input("Noise seed", 0, 10_000, 0, key="rs.seed"))
 sampler = SamplerConfig(method=method, n_steps=int(steps), guidance_scale=float(guidance))
+if method == "ddpm":
+    st.warning(f"DDPM runs one network evaluation per step: up to {T:,} from t = T, about {T // int(steps)}× the "
+               f"cost of DDIM with {int(steps)} steps. The grid and the sweep below will take minutes.",
+               icon=":material/hourglass_top:")
 cache_key = (lab_key(lab), image_key, str(asdict(sampler)), seed)
 
 
@@ -119,29 +125,34 @@ else:
 
 st.subheader("Sweep analysis")
 with st.form("rs.sweep_form"):
-    f1, f2, f3 = st.columns(3)
-    sweep_n = f1.slider("Training images per class", 5, 100, 20, step=5, key="rs.sweep_n")
-    sweep_t = f2.multiselect("t values", list(range(0, T + 1, T // 20)), default=list(t_grid), key="rs.sweep_t")
-    train_acc = f3.checkbox("Also train a classifier on each reconstructed set", key="rs.train_acc")
+    sweep_n = st.slider("Training images per class", 5, 100, 20, step=5, key="rs.sweep_n")
+    sweep_t = st.pills("t values", list(range(0, T + 1, T // 20)), selection_mode="multi", default=list(t_grid),
+                       key="rs.sweep_t")
+    train_acc = st.checkbox("Also train a small classifier on each reconstructed set and report its test accuracy "
+                            "(slower)", key="rs.train_acc")
+    st.caption(f"Uses the sampler above ({sampler.method.upper()}"
+               + (f", {sampler.n_steps} steps" if sampler.method == "ddim" else "") + ") and its noise seed.")
     run = st.form_submit_button("Run sweep", type="primary")
 if run:
+    if not sweep_t:
+        st.error("Pick at least one t value.")
+        st.stop()
     st.session_state["rs.sweep_config"] = SweepConfig(
         t_values=tuple(sorted(sweep_t)), per_class=sweep_n, seed=seed, sampler=sampler, train_accuracy=train_acc)
 sweep_config = st.session_state.get("rs.sweep_config")
 if sweep_config is None:
     st.caption("Run a sweep to see each metric as a curve over t.")
     st.stop()
-bar = st.progress(0.0, text="Sweeping…")
 try:
-    sweep = run_sweep(lab, sweep_config, lambda done, total, msg: bar.progress(done / total, text=msg))
+    sweep = cached_with_progress("sweep", (lab_key(lab), str(asdict(sweep_config))),
+                                 lambda progress: run_sweep(lab, sweep_config, progress), "Sweeping…")
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
-bar.empty()
 keys = list(SWEEP_KEYS) + (["train_accuracy_on_reconstructions"] if sweep_config.train_accuracy else [])
 st.plotly_chart(sweep_curves(sweep.rows, keys), key="rs.curves")
 table = pd.DataFrame(sweep.rows)
-st.dataframe(table, hide_index=True, width="stretch")
+full_table(table)
 e1, e2 = st.columns(2)
 e1.download_button("Download sweep (CSV)", table.to_csv(index=False), "sweep.csv", "text/csv", key="rs.csv")
 with e2:

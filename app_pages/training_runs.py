@@ -81,6 +81,24 @@ if launch:
 live = any(r.status in ("queued", "running") for r in store.list_runs())
 
 
+def _follow(runs) -> list[str]:
+    """The runs to compare: the user's choice, plus every run launched since the last rerun while following is on."""
+    ids = [r.run_id for r in runs]
+    seen = st.session_state.get("tr.seen")
+    if seen is None or "tr.compare" not in st.session_state:  # first view: the active and the newest runs
+        chosen = [r.run_id for r in runs if r.status in ("queued", "running")] + ids[:6]
+    else:
+        chosen = list(st.session_state["tr.compare"])
+        if st.session_state.get("tr.follow", True):
+            chosen += [i for i in ids if i not in seen]
+    st.session_state["tr.seen"] = set(ids)
+    return list(dict.fromkeys(i for i in chosen if i in ids))  # deleted runs drop out, order kept
+
+
+def _accuracy_text(mean: float, std: float, n: int) -> str:
+    return f"{mean:.2%} ± {std:.2%}" if n > 1 else f"{mean:.2%} (one run: no spread)"
+
+
 @st.fragment(run_every=2.0 if live else None)
 def runs_panel() -> None:
     runs = store.list_runs()
@@ -89,6 +107,7 @@ def runs_panel() -> None:
         return
     table = pd.DataFrame([r.as_dict() for r in runs])
     table["progress"] = table["epoch"] / table["epochs"].clip(lower=1)
+    table["error"] = table["error"].fillna("")
     st.subheader("Runs")
     st.dataframe(
         table[["name", "status", "method", "per_class", "seed", "progress", "best_val_loss", "test_accuracy", "error",
@@ -96,37 +115,56 @@ def runs_panel() -> None:
         hide_index=True, width="stretch",
         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
                        "test_accuracy": st.column_config.NumberColumn("test acc @ best val", format="%.4f")})
-    names = {r.run_id: f"{r.name} ({r.run_id[:6]})" for r in runs}
-    default = [r.run_id for r in runs[:6]]
-    chosen = st.multiselect("Compare runs", list(names), default=default, format_func=names.get, key="tr.compare")
-    b1, b2, b3 = st.columns([1, 1, 4])
-    if b1.button("Stop selected", key="tr.stop", disabled=not chosen):
-        for run_id in chosen:
+    names = {r.run_id: f"{r.name} · {r.status} ({r.run_id[:6]})" for r in runs}
+    a1, a2, a3 = st.columns([4, 1, 1], vertical_alignment="bottom")
+    if "tr.act" in st.session_state:  # runs deleted here or in another tab drop out of the choice
+        st.session_state["tr.act"] = [i for i in st.session_state["tr.act"] if i in names]
+    acted = a1.multiselect("Runs to stop or delete", list(names), format_func=names.get, key="tr.act",
+                           placeholder="pick runs")
+    if a2.button("Stop", key="tr.stop", disabled=not acted, width="stretch"):
+        for run_id in acted:
             store.request_stop(run_id)
         st.toast("Stop requested; runs stop within one step.")
-    if b2.button("Delete selected", key="tr.delete", disabled=not chosen):
-        for run_id in chosen:
-            store.delete_run(run_id)
-        st.rerun()
+    if a3.button("Delete…", key="tr.delete", disabled=not acted, width="stretch"):
+        st.session_state["tr.confirm_delete"] = list(acted)
+    pending = [i for i in st.session_state.get("tr.confirm_delete", []) if i in names]
+    if pending:
+        st.warning(f"Delete {len(pending)} run(s) and everything they logged? "
+                   + ", ".join(names[i] for i in pending), icon=":material/delete:")
+        c1, c2, _ = st.columns([1, 1, 4])
+        if c1.button("Delete for good", key="tr.delete_confirm", type="primary"):
+            for run_id in pending:
+                store.delete_run(run_id)
+            st.session_state.pop("tr.confirm_delete")
+            st.rerun()
+        if c2.button("Cancel", key="tr.delete_cancel"):
+            st.session_state.pop("tr.confirm_delete")
+            st.rerun()
+
+    st.session_state["tr.compare"] = _follow(runs)
+    f1, f2 = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = f1.multiselect("Compare runs", list(names), format_func=names.get, key="tr.compare")
+    f2.toggle("Follow new runs", value=True, key="tr.follow",
+              help="Add every newly launched run to the comparison as it appears.")
     if chosen:
         extra = sorted({k for run_id in chosen for k in store.metric_keys(run_id)
                         if not k.startswith("step/") and k not in EPOCH_KEYS and k not in
                         ("epoch", "best_val_loss", "test_accuracy_at_best", "best_epoch")})
-        diagnostics = b3.multiselect("Method diagnostics", extra, key="tr.diag")
+        diagnostics = st.multiselect("Method diagnostics", extra, key="tr.diag")
         keys = list(EPOCH_KEYS) + diagnostics
         histories = {names[run_id]: store.history(run_id, tuple(keys)) for run_id in chosen}
-        st.plotly_chart(run_curves(histories, keys))
+        st.plotly_chart(run_curves(histories, keys), key="tr.curves")
     summary = summarize_runs(runs)
     if summary:
         st.subheader("Summary: test accuracy at best validation loss")
         frame = pd.DataFrame(summary)
-        frame["test accuracy"] = [f"{m:.2%} ± {s:.2%}" for m, s in zip(frame.test_accuracy_mean,
-                                                                      frame.test_accuracy_std)]
+        frame["test accuracy"] = [_accuracy_text(m, s, n) for m, s, n in
+                                  zip(frame.test_accuracy_mean, frame.test_accuracy_std, frame.runs)]
         st.dataframe(frame[["method", "per_class", "runs", "test accuracy", "seeds"]], hide_index=True)
     e1, e2 = st.columns(2)
     e1.download_button("Export run table (CSV)", table.drop(columns=["progress"]).to_csv(index=False), "runs.csv",
                        "text/csv", key="tr.csv")
-    e2.download_button("Export runs with histories (JSON)",
+    e2.download_button("Export compared runs with histories (JSON)",
                        json.dumps([{**r.as_dict(), "history": store.history(r.run_id)} for r in runs
                                    if r.run_id in chosen]), "runs.json", "application/json", key="tr.json")
 

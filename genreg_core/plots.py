@@ -27,24 +27,34 @@ def feature_scatter(real_xy: np.ndarray, synth_xy: np.ndarray, real_labels: np.n
                     class_names: Sequence[str], color_by: ColorBy = "source",
                     synth_in_manifold: np.ndarray | None = None, real_covered: np.ndarray | None = None,
                     real_ids: np.ndarray | None = None, synth_ids: np.ndarray | None = None,
-                    title: str = "") -> go.Figure:
+                    title: str = "", axis_name: str = "component",
+                    highlight_classes: Sequence[int] | None = None) -> go.Figure:
     """Real (circles) and synthetic (crosses) points; ``customdata`` carries a global sample id.
 
-    Ids default to ``0..N-1`` for real points and ``N..N+M-1`` for synthetic ones.
+    Ids default to ``0..N-1`` for real points and ``N..N+M-1`` for synthetic ones. With ``highlight_classes``,
+    points of the other classes stay in the figure as a faint grey backdrop, so the axes do not move.
     """
     n = len(real_xy)
     real_ids = np.arange(n) if real_ids is None else real_ids
     synth_ids = n + np.arange(len(synth_xy)) if synth_ids is None else synth_ids
-    groups = []  # (name, xy, ids, labels, color, symbol)
-    for source, xy, ids, labels, symbol in (("real", real_xy, real_ids, real_labels, "circle"),
-                                            ("synthetic", synth_xy, synth_ids, synth_labels, "x")):
+    fig = go.Figure()
+    sets = [("real", real_xy, real_ids, real_labels, "circle", real_covered),
+            ("synthetic", synth_xy, synth_ids, synth_labels, "x", synth_in_manifold)]
+    if highlight_classes:
+        keep = [np.isin(labels, list(highlight_classes)) for _, _, _, labels, _, _ in sets]
+        back_xy = np.concatenate([xy[~k] for k, (_, xy, *_) in zip(keep, sets)])
+        fig.add_trace(_scatter(back_xy, name="other classes", hoverinfo="skip",  # no ids: not selectable
+                               marker=dict(color="#b4b4b4", size=5, opacity=0.45)))
+        sets = [(s, xy[k], ids[k], labels[k], sym, None if flags is None else flags[k])
+                for k, (s, xy, ids, labels, sym, flags) in zip(keep, sets)]
+    groups = []  # (name, xy, ids, labels, color, symbol, legend group)
+    for source, xy, ids, labels, symbol, flags in sets:
         if color_by == "class":
             for c in np.unique(labels):
                 m = labels == c
                 groups.append((f"{source} · {class_names[c]}", xy[m], ids[m], labels[m], PALETTE[c % len(PALETTE)],
                                symbol, f"class {class_names[c]}"))
         elif color_by == "flag":
-            flags = synth_in_manifold if source == "synthetic" else real_covered
             if flags is None:
                 raise ValueError("color_by='flag' needs the manifold flags")
             yes, no = ("in real manifold", "off manifold") if source == "synthetic" else ("covered", "not covered")
@@ -54,15 +64,24 @@ def feature_scatter(real_xy: np.ndarray, synth_xy: np.ndarray, real_labels: np.n
                 groups.append((f"{source} · {label}", xy[m], ids[m], labels[m], color, symbol, source))
         else:
             groups.append((source, xy, ids, labels, SOURCE_COLORS[source], symbol, source))
-    fig = go.Figure()
     for name, xy, ids, labels, color, symbol, group in groups:
         hover = [f"{name}<br>id {i}<br>class {class_names[c]}" for i, c in zip(ids, labels)]
         fig.add_trace(_scatter(xy, name=name, legendgroup=group, customdata=np.asarray(ids)[:, None],
                                marker=dict(color=color, symbol=symbol, size=6, opacity=0.75),
                                hovertext=hover, hoverinfo="text"))
     fig.update_layout(title=title, height=560, margin=dict(l=10, r=10, t=40, b=10), legend=dict(itemsizing="constant"),
-                      dragmode="lasso")
+                      dragmode="lasso", uirevision="keep")  # keep the user's zoom across reruns
+    _axis_titles(fig, axis_name, real_xy.shape[1])
     return fig
+
+
+def _axis_titles(fig: go.Figure, axis_name: str, dims: int = 2) -> None:
+    """Title the axes of a 2-D or 3-D projection ``"<axis_name> 1"``, ``"<axis_name> 2"``, …"""
+    titles = [f"{axis_name} {i + 1}" for i in range(dims)]
+    if dims == 3:
+        fig.update_layout(scene=dict(xaxis_title=titles[0], yaxis_title=titles[1], zaxis_title=titles[2]))
+    else:
+        fig.update_layout(xaxis_title=titles[0], yaxis_title=titles[1])
 
 
 def metric_bars(per_class: list[dict], class_names: Sequence[str]) -> go.Figure:
@@ -76,23 +95,43 @@ def metric_bars(per_class: list[dict], class_names: Sequence[str]) -> go.Figure:
     return fig
 
 
+METRIC_TITLES = {
+    "mse": "pixel MSE to the original",
+    "feature_distance": "feature distance to the original",
+    "precision": "precision (fidelity)",
+    "recall": "recall (diversity)",
+    "density": "density",
+    "coverage": "coverage",
+    "frechet_distance": "Fréchet distance",
+    "centroid_distance": "distance to the class centroid",
+    "label_agreement": "label agreement",
+    "train_accuracy_on_reconstructions": "test accuracy, trained on reconstructions",
+}
+BOUNDED = {"precision", "recall", "coverage", "label_agreement", "train_accuracy_on_reconstructions"}
+
+
 def sweep_curves(rows: list[dict], keys: Sequence[str], n_cols: int = 3) -> go.Figure:
-    """One small line plot per metric over the start step t."""
+    """One small line plot per metric over the start step t; metrics bounded by [0, 1] keep that range, so
+    noise of a few thousandths does not look like a cliff."""
     n_rows = (len(keys) + n_cols - 1) // n_cols
-    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=list(keys))
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=[METRIC_TITLES.get(k, k) for k in keys],
+                        vertical_spacing=0.32 / max(n_rows, 1) + 0.04)
     t = [row["t"] for row in rows]
     for i, key in enumerate(keys):
+        r, c = i // n_cols + 1, i % n_cols + 1
         fig.add_trace(go.Scatter(x=t, y=[row.get(key) for row in rows], mode="lines+markers", name=key,
-                                 marker_color=PALETTE[i % len(PALETTE)], showlegend=False),
-                      row=i // n_cols + 1, col=i % n_cols + 1)
-    fig.update_xaxes(title_text="t")
-    fig.update_layout(height=260 * n_rows, margin=dict(l=10, r=10, t=40, b=10))
+                                 marker_color=PALETTE[i % len(PALETTE)], showlegend=False), row=r, col=c)
+        fig.update_yaxes(title_text=key.replace("_", " "), row=r, col=c,
+                         **({"range": [0, 1.05]} if key in BOUNDED else {"rangemode": "tozero"}))
+    fig.update_xaxes(title_text="start step t")
+    fig.update_layout(height=300 * n_rows, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
 def drift_scatter(original_xy: np.ndarray, reconstruction_xy: np.ndarray, t_values: Sequence[int],
                   labels: np.ndarray, class_names: Sequence[str]) -> go.Figure:
-    """Originals (large circles) joined by lines to their reconstructions at increasing t (coloured by t)."""
+    """Originals (large circles, one legend entry per class) joined by grey lines to their reconstructions at
+    increasing t (crosses shaded from light to dark grey-blue as t grows)."""
     fig = go.Figure()
     n = len(original_xy)
     xs, ys = [], []
@@ -102,16 +141,24 @@ def drift_scatter(original_xy: np.ndarray, reconstruction_xy: np.ndarray, t_valu
         ys += list(path[:, 1]) + [None]
     fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line=dict(color="rgba(120,120,120,0.35)", width=1),
                                name="drift path", hoverinfo="skip"))
-    fig.add_trace(go.Scattergl(x=original_xy[:, 0], y=original_xy[:, 1], mode="markers", name="original",
-                               marker=dict(size=9, color=[PALETTE[c % len(PALETTE)] for c in labels],
-                                           line=dict(color="black", width=1)),
-                               hovertext=[f"original, class {class_names[c]}" for c in labels], hoverinfo="text"))
+    for c in np.unique(labels):
+        m = labels == c
+        fig.add_trace(go.Scattergl(x=original_xy[m, 0], y=original_xy[m, 1], mode="markers",
+                                   name=f"original · class {class_names[c]}", legendgroup="originals",
+                                   legendgrouptitle_text="originals" if c == labels.min() else None,
+                                   marker=dict(size=10, color=PALETTE[c % len(PALETTE)],
+                                               line=dict(color="black", width=1)),
+                                   hovertext=f"original, class {class_names[c]}", hoverinfo="text"))
     for j, t in enumerate(t_values):
+        level = 0.25 + 0.75 * j / max(1, len(t_values) - 1)
+        color = f"rgba({int(40 + 160 * (1 - level))}, {int(60 + 140 * (1 - level))}, {int(90 + 120 * (1 - level))}, 1)"
         fig.add_trace(go.Scattergl(
             x=reconstruction_xy[j, :, 0], y=reconstruction_xy[j, :, 1], mode="markers", name=f"t = {t}",
-            marker=dict(size=5, symbol="x", color=j, colorscale="Viridis", cmin=0, cmax=max(1, len(t_values) - 1)),
+            legendgroup="reconstructions", legendgrouptitle_text="reconstructions" if j == 0 else None,
+            marker=dict(size=6, symbol="x", color=color),
             hovertext=[f"t = {t}, class {class_names[c]}" for c in labels], hoverinfo="text"))
-    fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10), legend=dict(groupclick="toggleitem"))
+    _axis_titles(fig, "PC")
     return fig
 
 
@@ -135,24 +182,33 @@ def run_curves(histories: dict[str, dict[str, list[tuple[int, float]]]], keys: S
 def reference_scatter(probe_xy: np.ndarray, probe_labels: np.ndarray, mu_xy: np.ndarray, mu_bar_xy: np.ndarray,
                       reference_xy: np.ndarray, reference_labels: np.ndarray,
                       class_names: Sequence[str]) -> go.Figure:
-    """One epoch of AdaRand: probe features (dots), references z (crosses), μ (stars) and μ̄ (diamonds) by class."""
+    """One epoch of AdaRand: probe features (dots), references z (crosses), μ (stars) and μ̄ (diamonds), all in the
+    colour of their class; the legend explains each marker once."""
     fig = go.Figure()
     for c in range(len(class_names)):
         color = PALETTE[c % len(PALETTE)]
         p, r = probe_labels == c, reference_labels == c
         fig.add_trace(go.Scattergl(x=probe_xy[p, 0], y=probe_xy[p, 1], mode="markers", name=f"class {class_names[c]}",
-                                   legendgroup=str(c), marker=dict(color=color, size=6, opacity=0.6)))
+                                   legendgroup=str(c), marker=dict(color=color, size=6, opacity=0.6),
+                                   hovertext=f"probe feature g(x), class {class_names[c]}", hoverinfo="text"))
         fig.add_trace(go.Scattergl(x=reference_xy[r, 0], y=reference_xy[r, 1], mode="markers", legendgroup=str(c),
                                    showlegend=False, marker=dict(color=color, size=7, symbol="x-thin",
                                                                  line=dict(color=color, width=1.5)),
                                    hovertext=f"reference z, class {class_names[c]}", hoverinfo="text"))
+    colors = [PALETTE[c % len(PALETTE)] for c in range(len(mu_xy))]
     fig.add_trace(go.Scatter(x=mu_xy[:, 0], y=mu_xy[:, 1], mode="markers+text", name="μ (prior mean)",
                              text=list(class_names), textposition="top center",
-                             marker=dict(size=16, symbol="star", color=PALETTE[: len(mu_xy)],
-                                         line=dict(color="black", width=1))))
+                             marker=dict(size=16, symbol="star", color=colors, line=dict(color="black", width=1)),
+                             hovertext=[f"μ, class {n}" for n in class_names], hoverinfo="text"))
     fig.add_trace(go.Scatter(x=mu_bar_xy[:, 0], y=mu_bar_xy[:, 1], mode="markers", name="μ̄ (running class mean)",
-                             marker=dict(size=10, symbol="diamond-open", color="black")))
+                             marker=dict(size=11, symbol="diamond-open", color=colors, line=dict(width=2.5)),
+                             hovertext=[f"μ̄, class {n}" for n in class_names], hoverinfo="text"))
+    # legend-only entries for the per-class markers drawn above without a legend entry of their own
+    for name, symbol in (("reference z ~ N(μ_y, σ_y²)", "x-thin"), ("probe feature g(x)", "circle")):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
+                                 marker=dict(symbol=symbol, size=9, color="#555", line=dict(color="#555", width=1.5))))
     fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10))
+    _axis_titles(fig, "PC")
     return fig
 
 
@@ -181,4 +237,5 @@ def latent_scatter(real_xy: np.ndarray, real_labels: np.ndarray, random_xy: np.n
                                                                              line=dict(color="black", width=1)),
                                hovertext=[f"meta-selected, class {n}" for n in names], hoverinfo="text"))
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=30, b=10))
+    _axis_titles(fig, "PC")
     return fig

@@ -132,7 +132,7 @@ def test_a_run_launched_in_one_tab_is_stopped_from_another(monkeypatch):
     assert not second.exception, second.exception
     table = second.dataframe[0].value
     assert table.set_index("run_id").loc[launched[0], "status"] == "queued"
-    second.multiselect(key="tr.compare").set_value([launched[0]])
+    second.multiselect(key="tr.act").set_value([launched[0]])
     second.button(key="tr.stop").click()
     second.run()
     first.run()

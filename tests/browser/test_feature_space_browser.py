@@ -1,0 +1,67 @@
+"""Feature space in a real browser: a session of view changes, recomputes, selections and navigation."""
+
+import re
+
+from tests.browser.driver import assert_clean, choose, goto_page, open_page, wait_idle, widget
+
+CHART = '[data-testid="stPlotlyChart"]'
+
+
+def _metric_values(page) -> list[str]:
+    return page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+
+
+def _lasso_select(page) -> None:
+    """Draw a lasso (the chart's drag mode) around the middle of the scatter's plot area."""
+    box = page.locator(CHART).first.locator(".nsewdrag").first.bounding_box()
+    corners = [(0.15, 0.15), (0.85, 0.15), (0.85, 0.85), (0.15, 0.85), (0.15, 0.16)]
+    points = [(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy) for fx, fy in corners]
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for (xa, ya), (xb, yb) in zip(points, points[1:]):
+        for i in range(1, 6):
+            page.mouse.move(xa + (xb - xa) * i / 5, ya + (yb - ya) * i / 5)
+    page.mouse.up()
+
+
+def test_feature_space_survives_a_session(page, app):
+    open_page(page, app.url + "/feature_space")
+    assert_clean(page)
+    metrics = _metric_values(page)
+    assert len(metrics) == 5 and page.locator(CHART).count() == 2
+
+    choose(page, "stSelectbox", "Color by", "class")  # a view change replays the cached computation
+    wait_idle(page)
+    assert_clean(page)
+    assert page.locator(CHART).first.locator(".legendtext", has_text="real · 0").count() == 1
+    assert page.locator(CHART).first.locator(".xtitle", has_text="PC 1").count() == 1
+
+    page.get_by_role("button", name="Compute").click()  # the same settings again
+    wait_idle(page)
+    assert_clean(page)
+    assert _metric_values(page) == metrics
+
+    choose(page, "stMultiSelect", "Classes", "3")  # the class filter fades the rest, keeps every point
+    wait_idle(page)
+    assert_clean(page)
+    assert page.locator(CHART).first.locator(".legendtext", has_text="other classes").count() == 1
+
+    _lasso_select(page)
+    wait_idle(page)
+    assert_clean(page)
+    assert page.get_by_text(re.compile(r"\(\d+ selected\)")).count() >= 1
+    assert page.locator('[data-testid="stImage"]').count() >= 1
+
+    page.get_by_role("radio", name="reconstruction from t").click()  # a new source computes nothing yet
+    wait_idle(page)
+    assert_clean(page)
+    assert widget(page, "stSlider", "Start step t").count() == 1
+    assert page.get_by_text("press Compute", exact=False).count() == 1
+    assert _metric_values(page) == metrics
+
+    goto_page(page, "Home")
+    wait_idle(page)
+    goto_page(page, "Feature space")
+    wait_idle(page)
+    assert_clean(page)
+    assert _metric_values(page) == metrics and page.locator(CHART).count() == 2
