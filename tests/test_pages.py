@@ -132,7 +132,7 @@ def test_a_run_launched_in_one_tab_is_stopped_from_another(monkeypatch):
     assert not second.exception, second.exception
     table = second.dataframe[0].value
     assert table.set_index("run_id").loc[launched[0], "status"] == "queued"
-    second.multiselect(key="tr.act").set_value([launched[0]])
+    second.multiselect(key="tr.act").set_value([launched[0]]).run()
     second.button(key="tr.stop").click()
     second.run()
     first.run()
@@ -235,3 +235,92 @@ def test_replay_pages_offer_a_launch_without_runs(monkeypatch, tmp_path):
         at = AppTest.from_file(f"../app_pages/{page}", default_timeout=120).run()
         assert not at.exception, at.exception
         assert at.info and at.button(key=key).label.startswith("Launch a 10-per-class")
+
+
+def test_feature_space_survives_reruns_and_computes_only_on_submit(monkeypatch):
+    import genreg_core.feature_space as fs
+
+    calls = []
+    real = fs.compute_feature_space
+    monkeypatch.setattr(fs, "compute_feature_space", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = AppTest.from_file("../app_pages/feature_space.py", default_timeout=180)
+    at.session_state["fs.per_class"] = 10
+    at.session_state["fs.steps"] = 2
+    at.session_state["fs.seed"] = 7
+    at.run()
+    assert not at.exception, at.exception
+    assert len(calls) == 1
+    at.selectbox(key="fs.color").set_value("class").run()  # a view change replays the cached result
+    assert not at.exception, at.exception
+    at.multiselect(key="fs.classes").set_value([3]).run()
+    assert not at.exception, at.exception
+    next(b for b in at.button if b.label == "Compute").click().run()  # the same settings again
+    assert not at.exception, at.exception
+    at.session_state["fs.source"] = "reconstruct"  # a new source waits for the form
+    at.run()
+    assert not at.exception, at.exception
+    assert at.slider(key="fs.t").value == 500
+    assert any("press **Compute**" in c.value for c in at.caption)
+    assert len(calls) == 1
+    assert len(at.dataframe[0].value) == 11
+
+
+def test_training_runs_follow_new_runs_and_delete_only_what_is_confirmed(monkeypatch):
+    from genreg_core.runs import RunStore
+
+    def fake_launch(store, spec, max_concurrent=2):
+        run_id = store.create_run(spec)
+        store.client.log_metric(run_id, "epoch", 1, step=1)
+        store.client.log_metric(run_id, "val_loss", 1.0, step=1)
+        store.client.log_metric(run_id, "test_accuracy_at_best", 0.9, step=0)
+        store.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    monkeypatch.setattr("genreg_core.worker.launch_run", fake_launch)
+    store = RunStore()
+    for run in store.list_runs():
+        store.delete_run(run.run_id)
+    at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
+    launch = lambda method, seed: (at.multiselect(key="tr.methods").set_value([method]),  # noqa: E731
+                                   at.text_input(key="tr.seeds").set_value(seed),
+                                   next(b for b in at.button if b.label == "Launch").click(), at.run())
+    launch("ce", "0")
+    first = store.list_runs()[0].run_id
+    assert at.multiselect(key="tr.compare").value == [first]
+    summary = at.dataframe[1].value
+    assert summary["test accuracy"].iloc[0] == "90.00% (one run: no spread)"
+    assert list(at.dataframe[0].value["error"]) == [""]
+    launch("randreg", "0")  # a run launched later joins the comparison by itself
+    second = next(r.run_id for r in store.list_runs() if r.run_id != first)
+    assert set(at.multiselect(key="tr.compare").value) == {first, second}
+    at.multiselect(key="tr.compare").set_value([second]).run()  # a run removed by hand stays removed
+    assert at.multiselect(key="tr.compare").value == [second]
+
+    at.multiselect(key="tr.act").set_value([first]).run()
+    at.button(key="tr.delete").click().run()
+    assert not at.exception, at.exception
+    assert any("Delete 1 run" in w.value for w in at.warning)
+    assert len(store.list_runs()) == 2  # nothing deleted before the confirmation
+    at.button(key="tr.delete_confirm").click().run()
+    assert not at.exception, at.exception
+    assert [r.run_id for r in store.list_runs()] == [second]
+    assert at.multiselect(key="tr.act").value == []
+
+
+def test_reverse_step_warns_before_ddpm_and_keeps_reruns_cheap(monkeypatch):
+    import genreg_core.sampling as sampling
+    from genreg_core.config import SamplerConfig
+
+    fast = SamplerConfig(n_steps=2)
+    real_view, real_many = sampling.reconstruct_view, sampling.reconstruct_many
+    monkeypatch.setattr(sampling, "reconstruct_view", lambda g, x, y, t, s, seed: real_view(g, x, y, t, fast, seed))
+    monkeypatch.setattr(sampling, "reconstruct_many", lambda g, x, y, ts, s, seed: real_many(g, x, y, ts, fast, seed))
+    at = AppTest.from_file("../app_pages/reverse_step.py", default_timeout=180).run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="rs.steps").value == 25  # the CLI's default
+    assert not at.warning
+    at.radio(key="rs.method").set_value("ddpm").run()
+    assert not at.exception, at.exception
+    assert any("DDPM runs one network evaluation per step" in w.value for w in at.warning)
+    at.slider(key="rs.t").set_value(100).run()
+    assert not at.exception, at.exception

@@ -1,0 +1,53 @@
+"""Reverse start step in a real browser: slider, sampler, a small sweep, and navigation."""
+
+from tests.browser.driver import assert_clean, goto_page, open_page, wait_idle, widget
+
+CHART = '[data-testid="stPlotlyChart"]'
+
+
+def _press(page, kind: str, label: str, *keys: str) -> None:
+    """Focus a slider by its label and press keys on it (Home, End, arrows)."""
+    handle = widget(page, kind, label).locator('[role="slider"]').first
+    handle.focus()
+    for key in keys:
+        handle.press(key)
+
+
+def test_reverse_step_survives_a_session(page, app):
+    open_page(page, app.url + "/reverse_step")
+    assert_clean(page)
+    images = page.locator('[data-testid="stImage"]').count()
+    assert images >= 3
+
+    _press(page, "stSlider", "Start step t", "End")  # t = T: generation from noise
+    wait_idle(page)
+    assert_clean(page)
+    assert page.get_by_text("x_t at t = 1000", exact=False).count() == 1
+
+    _press(page, "stSlider", "Start step t", "Home")  # t = 0 costs nothing, even with DDPM
+    wait_idle(page)
+    page.get_by_role("radio", name="DDPM").click()  # a cost warning; the slow grid waits to be asked for
+    wait_idle(page)
+    assert_clean(page)
+    assert page.get_by_text("DDPM runs one network evaluation per step", exact=False).count() == 1
+    assert page.get_by_text("Reconstruct the grid with DDPM", exact=False).count() == 1
+    page.get_by_role("radio", name="DDIM").click()
+    wait_idle(page)
+    assert_clean(page)
+
+    _press(page, "stSlider", "Training images per class", "Home")  # 5 per class
+    pills = widget(page, "stButtonGroup", "t values")
+    for t in ("100", "200", "300", "400", "600", "700", "800", "900"):
+        pills.get_by_role("button", name=t, exact=True).click()
+    page.get_by_role("button", name="Run sweep").click()
+    wait_idle(page, timeout=600)
+    assert_clean(page)
+    assert page.locator(CHART).count() == 2  # the sweep curves and the drift scatter
+    assert page.locator(CHART).first.get_by_text("coverage", exact=True).count() >= 1
+
+    goto_page(page, "Feature space")
+    wait_idle(page)
+    goto_page(page, "Reverse start step")  # the sweep is still there, from the cache
+    wait_idle(page)
+    assert_clean(page)
+    assert page.locator(CHART).count() == 2

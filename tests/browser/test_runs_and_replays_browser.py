@@ -1,0 +1,99 @@
+"""Training runs, the two replay pages and Home in a real browser: launch, follow, stop, delete, replay, navigate."""
+
+import re
+
+from tests.browser.driver import assert_clean, choose, goto_page, open_page, wait_idle, widget
+
+CHART = '[data-testid="stPlotlyChart"]'
+
+
+def _slider(page, label: str, *keys: str) -> None:
+    handle = widget(page, "stSlider", label).locator('[role="slider"]').first
+    handle.focus()
+    for key in keys:
+        handle.press(key)
+
+
+def _options(page, label: str) -> list[str]:
+    """The option labels of a multiselect (opened and closed again)."""
+    widget(page, "stMultiSelect", label).locator('[role="combobox"]').click()
+    texts = page.get_by_role("option").all_inner_texts()
+    page.keyboard.press("Escape")
+    return texts
+
+
+def test_training_runs_session(page, app):
+    open_page(page, app.url + "/training_runs")
+    assert_clean(page)
+    choose(page, "stSelectbox", "Images per class", "5")
+    _slider(page, "Epochs", "Home", "ArrowRight")  # 2 epochs
+    page.get_by_role("button", name="Launch").click()  # CE and AdaRand, seed 0
+    wait_idle(page)
+    assert_clean(page)
+    page.get_by_text("Summary: test accuracy at best validation loss").wait_for(timeout=240_000)
+    wait_idle(page)
+    assert_clean(page)
+    assert page.locator(CHART).count() == 1
+    compared = widget(page, "stMultiSelect", "Compare runs").locator('[data-testid="stMultiSelectTag"]')
+    assert compared.count() >= 2  # the new runs joined the comparison by themselves
+
+    page.get_by_text("one run: no spread", exact=False).first.wait_for()
+    _slider(page, "Epochs", "End")  # a long run to stop
+    page.get_by_role("button", name="Launch").click()
+    wait_idle(page)
+    running = [o for o in _options(page, "Runs to stop or delete") if re.search(r"· (running|queued)", o)]
+    assert running, _options(page, "Runs to stop or delete")
+    for option in running:
+        choose(page, "stMultiSelect", "Runs to stop or delete", option)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('[data-testid=\"stMultiSelectTag\"]')]"
+        ".some(e => /· (running|queued)/.test(e.innerText))", timeout=120_000)
+    wait_idle(page)
+    assert_clean(page)
+
+    before = len(_options(page, "Compare runs")) + compared.count()
+    page.get_by_role("button", name="Delete…").click()
+    wait_idle(page)
+    assert page.get_by_text(re.compile(r"Delete \d+ run")).count() == 1
+    page.get_by_role("button", name="Delete for good").click()
+    wait_idle(page)
+    assert_clean(page)
+    assert len(_options(page, "Compare runs")) + compared.count() == before - len(running)
+
+    goto_page(page, "Home")
+    wait_idle(page)
+    assert page.locator('[data-testid="stImage"]').count() == 2
+    goto_page(page, "Training runs")
+    wait_idle(page)
+    assert_clean(page)
+    assert page.locator(CHART).count() == 1
+
+
+def test_replay_pages_session(page, app):
+    open_page(page, app.url + "/meta_latents")
+    assert_clean(page)
+    assert page.locator('[data-testid="stImage"]').count() == 2
+    assert page.locator(CHART).count() == 3
+    _slider(page, "Epoch", "Home")
+    wait_idle(page)
+    assert_clean(page)
+    assert page.locator('[data-testid="stImage"]').count() == 2
+
+    goto_page(page, "AdaRand references")
+    wait_idle(page)
+    assert_clean(page)
+    scatter = page.locator(CHART).first
+    assert scatter.locator(".legendtext", has_text="μ̄ (running class mean)").count() == 1
+    assert scatter.locator(".legendtext", has_text="reference z").count() == 1
+    _slider(page, "Epoch", "Home")
+    wait_idle(page)
+    _slider(page, "Epoch", "End")
+    wait_idle(page)
+    assert_clean(page)
+    assert page.locator(CHART).count() == 2
+
+    goto_page(page, "Meta-selected latents")
+    wait_idle(page)
+    assert_clean(page)
+    assert page.locator(CHART).count() == 3

@@ -1,0 +1,64 @@
+"""Figure builders: legends, colours, axis titles and ranges a reader needs."""
+
+import numpy as np
+
+from genreg_core.plots import BOUNDED, PALETTE, drift_scatter, feature_scatter, reference_scatter, sweep_curves
+
+NAMES = [str(c) for c in range(10)]
+
+
+def _points(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 2)), rng.integers(0, 10, n)
+
+
+def test_class_filter_keeps_every_point_and_fades_the_rest():
+    real_xy, real_y = _points()
+    synth_xy, synth_y = _points(seed=1)
+    full = feature_scatter(real_xy, synth_xy, real_y, synth_y, NAMES)
+    filtered = feature_scatter(real_xy, synth_xy, real_y, synth_y, NAMES, highlight_classes=[3])
+    count = lambda fig: sum(len(t.x) for t in fig.data)  # noqa: E731
+    assert count(filtered) == count(full) == 80
+    backdrop = next(t for t in filtered.data if t.name == "other classes")
+    assert len(backdrop.x) == int((real_y != 3).sum() + (synth_y != 3).sum())
+    assert backdrop.customdata is None  # faded points are not selectable
+    shown = [t for t in filtered.data if t.name != "other classes"]
+    assert sum(len(t.x) for t in shown) == int((real_y == 3).sum() + (synth_y == 3).sum())
+
+
+def test_projection_axes_are_titled():
+    real_xy, real_y = _points()
+    fig = feature_scatter(real_xy, real_xy, real_y, real_y, NAMES, axis_name="UMAP")
+    assert (fig.layout.xaxis.title.text, fig.layout.yaxis.title.text) == ("UMAP 1", "UMAP 2")
+    xyz = np.random.default_rng(0).normal(size=(40, 3))
+    fig3 = feature_scatter(xyz, xyz, real_y, real_y, NAMES, axis_name="PC")
+    assert fig3.layout.scene.zaxis.title.text == "PC 3"
+
+
+def test_sweep_curves_fix_the_range_of_bounded_metrics():
+    rows = [{"t": t, "coverage": 1.0 - 0.005 * (t == 500), "mse": 0.1 * t / 1000} for t in (0, 500, 1000)]
+    fig = sweep_curves(rows, ["coverage", "mse"], n_cols=2)
+    assert "coverage" in BOUNDED and tuple(fig.layout.yaxis.range) == (0, 1.05)
+    assert fig.layout.yaxis2.range is None and fig.layout.yaxis2.rangemode == "tozero"
+    assert fig.layout.yaxis.title.text == "coverage" and fig.layout.xaxis.title.text == "start step t"
+    assert [a.text for a in fig.layout.annotations] == ["coverage", "pixel MSE to the original"]
+
+
+def test_drift_scatter_has_one_legend_entry_per_class_in_its_colour():
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    fig = drift_scatter(np.zeros((6, 2)), np.ones((3, 6, 2)), [0, 500, 1000], labels, NAMES)
+    originals = [t for t in fig.data if t.legendgroup == "originals"]
+    assert [t.name for t in originals] == ["original · class 0", "original · class 1", "original · class 2"]
+    assert [t.marker.color for t in originals] == [PALETTE[0], PALETTE[1], PALETTE[2]]
+    assert [t.name for t in fig.data if t.legendgroup == "reconstructions"] == ["t = 0", "t = 500", "t = 1000"]
+    assert fig.layout.xaxis.title.text == "PC 1"
+
+
+def test_reference_scatter_colours_mu_bar_by_class_and_explains_the_references():
+    K = 3
+    rng = np.random.default_rng(0)
+    fig = reference_scatter(rng.normal(size=(9, 2)), np.repeat(np.arange(K), 3), rng.normal(size=(K, 2)),
+                            rng.normal(size=(K, 2)), rng.normal(size=(6, 2)), np.repeat(np.arange(K), 2), NAMES[:K])
+    mu_bar = next(t for t in fig.data if (t.name or "").startswith("μ̄"))
+    assert list(mu_bar.marker.color) == PALETTE[:K]
+    assert any((t.name or "").startswith("reference z") and t.showlegend is not False for t in fig.data)
