@@ -182,6 +182,9 @@ def load_generator(source: str | Path | None = None, device: torch.device | str 
     except ValueError:
         raise
     except Exception as exc:  # diffusers raises OSError, EnvironmentError, safetensors errors...
+        if not path.exists():
+            raise ValueError(f"generator {source}: there is no such local folder, and loading it as a hub id "
+                             f"failed: {exc}") from exc
         raise ValueError(f"cannot load generator from {path}: {exc}") from exc
     metadata = _read_metadata(path) if path.is_dir() else {}
     _check_metadata(unet, metadata, path)
