@@ -182,6 +182,9 @@ class RunStore:
 
     def create_run(self, spec: RunSpec, status: str = "SCHEDULED") -> str:
         """Record a new run with its params and config; returns the run id."""
+        from genreg_core.training import check_train_config
+
+        check_train_config(spec.train)
         train = spec.train
         name = f"{train.method}-{train.per_class or 'all'}pc-s{train.seed}"
         tags = {"genreg.method": train.method, "genreg.per_class": str(train.per_class or "all"),
@@ -300,7 +303,6 @@ class RunStore:
 
     def n_snapshots(self, run_id: str) -> int:
         """How many epoch snapshots the run has written so far (cheap; a cache key for replays)."""
-        self.get_run(run_id)
         return len(list((self.run_dir(run_id) / "snapshots").glob("epoch_*.safetensors")))
 
     def load_snapshots(self, run_id: str) -> list[dict[str, Any]]:
