@@ -83,18 +83,22 @@ def load_digits_dataset(image_size: int = 16) -> ImageDataset:
     return ImageDataset(images.contiguous(), labels, [str(c) for c in range(10)], "digits")
 
 
-def _open_image(path: Path | io.BytesIO, name: str):
-    """Open an image lazily (header only), refusing one with more than ``MAX_IMAGE_PIXELS`` pixels."""
+def open_image(path, name: str, max_pixels: int | None = None):
+    """Open an image lazily (header only); ``ValueError`` for one with more than ``max_pixels`` pixels."""
     from PIL import Image
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        img = Image.open(path)
+    max_pixels = max_pixels or MAX_IMAGE_PIXELS
+    limit = f"the limit is {max_pixels:,} pixels (GENREG_MAX_IMAGE_PIXELS)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:  # PIL's own check, at twice its default limit
+        raise ValueError(f"image {name} is too large ({exc}); {limit}") from exc
     width, height = img.size
-    if width * height > MAX_IMAGE_PIXELS:
+    if width * height > max_pixels:
         img.close()
-        raise ValueError(f"image {name} has {width}×{height} pixels, more than the limit of {MAX_IMAGE_PIXELS:,} "
-                         "(GENREG_MAX_IMAGE_PIXELS)")
+        raise ValueError(f"image {name} is too large ({width}×{height} pixels); {limit}")
     return img
 
 
@@ -103,11 +107,11 @@ def _read_image(path: Path | io.BytesIO, image_size: int, channels: int, name: s
 
     name = name or str(path)
     try:
-        with _open_image(path, name) as img:
+        with open_image(path, name) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read image {name}: {exc}") from exc
     if array.ndim == 2:
         array = array[None]
@@ -117,12 +121,12 @@ def _read_image(path: Path | io.BytesIO, image_size: int, channels: int, name: s
 
 
 def _is_grayscale(path: Path) -> bool:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with _open_image(path, str(path)) as img:
+        with open_image(path, str(path)) as img:
             return img.mode in ("1", "L", "LA", "I", "I;16", "F")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
 
 

@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from genreg_core.data import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS
+from genreg_core.data import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, open_image
 
 CHUNK = 1 << 20  # bytes per streamed read
 SUPPORTED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
@@ -70,11 +70,17 @@ def _open_archive(data: bytes) -> zipfile.ZipFile:
 
 def _skipped(name: str) -> bool:
     """macOS resource forks and hidden files are not part of the image folder."""
-    return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(name).parts)
+    return any(part.startswith(".") and part not in (".", "..") or part == "__MACOSX"
+               for part in PurePosixPath(name).parts)
 
 
 def _checked_members(archive: zipfile.ZipFile, staging: Path, limits: UploadLimits) -> list[zipfile.ZipInfo]:
     """The files to write, after every check the archive's directory allows."""
+    root = staging.resolve()
+    for m in archive.infolist():
+        dest = (staging / m.filename).resolve()
+        if not dest.is_relative_to(root) or dest == root:
+            raise ValueError(f"zip entry {m.filename!r} points outside the archive")
     members = [m for m in archive.infolist() if not m.is_dir() and not _skipped(m.filename)]
     if not members:
         raise ValueError("the upload holds no files (expected ROOT/<class>/*.png)")
@@ -85,11 +91,7 @@ def _checked_members(archive: zipfile.ZipFile, staging: Path, limits: UploadLimi
     if total > limits.max_total_bytes:
         raise ValueError(f"the upload unpacks to {total / 2**20:,.0f} MB, more than the limit of "
                          f"{limits.max_total_bytes / 2**20:,.0f} MB (GENREG_UPLOAD_MAX_MB)")
-    root = staging.resolve()
     for m in members:
-        dest = (staging / m.filename).resolve()
-        if not dest.is_relative_to(root) or dest == root:
-            raise ValueError(f"zip entry {m.filename!r} points outside the archive")
         if m.flag_bits & 0x1:
             raise ValueError(f"zip entry {m.filename!r} is encrypted; upload an unencrypted zip")
         if m.compress_type not in SUPPORTED_COMPRESSION:
@@ -103,19 +105,16 @@ def _checked_members(archive: zipfile.ZipFile, staging: Path, limits: UploadLimi
 
 def _check_images(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], limits: UploadLimits) -> None:
     """Read each image's header (a few KB) and refuse one with too many pixels, before anything is written."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     for m in members:
         if PurePosixPath(m.filename).suffix.lower() not in IMAGE_SUFFIXES:
             continue
         try:
-            with archive.open(m) as handle, Image.open(handle) as img:
-                width, height = img.size
-        except (UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as exc:
+            with archive.open(m) as handle, open_image(handle, f"zip entry {m.filename!r}", limits.max_image_pixels):
+                pass
+        except (UnidentifiedImageError, SyntaxError) as exc:
             raise ValueError(f"zip entry {m.filename!r} is not a readable image: {exc}") from exc
-        if width * height > limits.max_image_pixels:
-            raise ValueError(f"zip entry {m.filename!r} has {width}×{height} pixels, more than the limit of "
-                             f"{limits.max_image_pixels:,} (GENREG_MAX_IMAGE_PIXELS)")
 
 
 def _write_members(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], staging: Path,
