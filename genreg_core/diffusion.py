@@ -178,7 +178,7 @@ def load_generator(source: str | Path | None = None, device: torch.device | str 
                                                low_cpu_mem_usage=False)
             scheduler = DDPMScheduler.from_pretrained(str(source), subfolder="scheduler")
         else:
-            raise ValueError(f"generator {path} does not exist")
+            raise ValueError(f"generator {source} does not exist (no such folder)")
     except ValueError:
         raise
     except Exception as exc:  # diffusers raises OSError, EnvironmentError, safetensors errors...
