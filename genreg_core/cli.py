@@ -197,6 +197,14 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     if args.source == "reconstruct" and args.t is None:
         raise ValueError("--source reconstruct needs --t")
+    if args.source == "folder" and not args.folder:
+        raise ValueError("--source folder needs --folder")
+    if args.source == "mgr":
+        from genreg_core.runs import RunStore
+
+        if not args.run:
+            raise ValueError("--source mgr needs --run")
+        RunStore().get_run(args.run)  # before any work: the id must name a run of the store
     config = FeatureSpaceConfig(source=args.source, per_class=args.n, t=args.t or 0, folder=args.folder,
                                 run_id=args.run, k=args.k, seed=args.seed, sampler=_sampler_config(args))
     lab = _open_lab(args)

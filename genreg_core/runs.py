@@ -50,6 +50,22 @@ def _store_error(db: Path, exc: BaseException) -> StoreError | None:
     return StoreError(f"the run store at {db} is {state} ({text[:200]})")
 
 
+def _guarded(fn, db: Path):
+    """``fn`` with database failures raised as :class:`StoreError`."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            error = _store_error(db, exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    return call
+
+
 class _GuardedClient:
     """An MLflow client whose database failures surface as :class:`StoreError`."""
 
@@ -58,20 +74,7 @@ class _GuardedClient:
 
     def __getattr__(self, name: str):
         attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        @functools.wraps(attr)
-        def call(*args, **kwargs):
-            try:
-                return attr(*args, **kwargs)
-            except Exception as exc:
-                error = _store_error(self._db, exc)
-                if error is None:
-                    raise
-                raise error from exc
-
-        return call
+        return _guarded(attr, self._db) if callable(attr) else attr
 
 
 @dataclass
@@ -138,7 +141,8 @@ class RunStore:
             from mlflow.tracking import MlflowClient
 
             self._check_database()
-            self._client = _GuardedClient(MlflowClient(tracking_uri=self.tracking_uri), self.db_path)
+            self._client = _GuardedClient(_guarded(MlflowClient, self.db_path)(tracking_uri=self.tracking_uri),
+                                          self.db_path)
         return self._client
 
     def _check_database(self) -> None:
