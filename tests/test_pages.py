@@ -235,3 +235,46 @@ def test_replay_pages_offer_a_launch_without_runs(monkeypatch, tmp_path):
         at = AppTest.from_file(f"../app_pages/{page}", default_timeout=120).run()
         assert not at.exception, at.exception
         assert at.info and at.button(key=key).label.startswith("Launch a 10-per-class")
+
+
+@pytest.mark.parametrize("fault", ["damaged", "home_is_a_file"])
+def test_training_runs_page_survives_an_unusable_store(monkeypatch, tmp_path, fault):
+    if fault == "damaged":
+        (tmp_path / "mlflow.db").write_bytes(b"\x00garbage" * 100)
+        monkeypatch.setenv("GENREG_HOME", str(tmp_path))
+        expected = f"the run store at {tmp_path / 'mlflow.db'} is damaged"
+    else:
+        (tmp_path / "file").write_text("not a folder")
+        monkeypatch.setenv("GENREG_HOME", str(tmp_path / "file"))
+        expected = "is not a folder"
+    import genreg_app.runs
+
+    genreg_app.runs.run_store.clear()
+    try:
+        at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
+    finally:
+        genreg_app.runs.run_store.clear()
+    assert not at.exception, at.exception
+    assert any(expected in e.value for e in at.error), [e.value for e in at.error]
+    if fault == "damaged":
+        assert (tmp_path / "mlflow.db").read_bytes() == b"\x00garbage" * 100
+
+
+def test_training_runs_page_shows_a_store_failure_inside_the_live_panel(monkeypatch, tmp_path):
+    from genreg_core.runs import RunStore, StoreError
+
+    store = RunStore(tmp_path)
+    calls = []
+
+    def list_runs(*args, **kwargs):  # the store goes bad after the first look, while the panel polls it
+        calls.append(1)
+        if len(calls) > 1:
+            raise StoreError(f"the run store at {store.db_path} is locked by another process (database is locked)")
+        return []
+
+    monkeypatch.setattr(store, "list_runs", list_runs)
+    monkeypatch.setattr("genreg_app.runs.run_store", lambda: store)
+    at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any("is locked by another process" in e.value for e in at.error)
+    assert any(b.label == "Launch" for b in at.button)  # the rest of the page stays usable
