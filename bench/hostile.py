@@ -215,7 +215,7 @@ def data_and_model_cases(work: Path) -> list[tuple[str, Callable[[], tuple[str, 
         "corrupt png": image_folder(work / "corrupt", "ab", 5, extra={"a/bad.png": b"\x89PNG broken"}),
         "10,000² png": image_folder(work / "huge1", "ab", 5, extra={"a/huge.png": png_claiming(10_000, 10_000)}),
         "20,000² png": image_folder(work / "huge2", "ab", 5, extra={"a/huge.png": png_claiming(20_000, 20_000)}),
-        "too few per class for the split": image_folder(work / "few", "ab", 3),
+        "too few per class for the split": image_folder(work / "few", [str(c) for c in range(10)], 3),
         "RGB vs a grayscale generator": image_folder(work / "rgb", [str(c) for c in range(10)], 5, mode="RGB"),
         "2 classes vs a 10-class generator": image_folder(work / "two", "ab", 5),
     }

@@ -200,11 +200,16 @@ def cmd_features(args: argparse.Namespace) -> int:
     if args.source == "folder" and not args.folder:
         raise ValueError("--source folder needs --folder")
     if args.source == "mgr":
-        from genreg_core.runs import RunStore
+        from genreg_core.runs import RunStore, StoreError
 
         if not args.run:
             raise ValueError("--source mgr needs --run")
-        RunStore().get_run(args.run)  # before any work: the id must name a run of the store
+        try:
+            RunStore().get_run(args.run)  # before any work: the id must name a run of the store
+        except StoreError:
+            raise
+        except ValueError as exc:
+            raise ValueError(f"--run: {exc}") from exc
     config = FeatureSpaceConfig(source=args.source, per_class=args.n, t=args.t or 0, folder=args.folder,
                                 run_id=args.run, k=args.k, seed=args.seed, sampler=_sampler_config(args))
     lab = _open_lab(args)

@@ -138,7 +138,7 @@ def _check_metadata(unet, metadata: dict[str, Any], path: Path) -> None:
         raise ValueError(f"{path / METADATA_FILE}: class_names must be a list of strings")
     if null is not None:
         if n_embeds is None or isinstance(null, bool) or not isinstance(null, int) or not 0 <= null < n_embeds:
-            limit = "the model is unconditional" if n_embeds is None else f"it must lie in [0, {n_embeds - 1}]"
+            limit = "the model is unconditional" if n_embeds is None else f"an integer in [0, {n_embeds - 1}]"
             raise ValueError(f"{path / METADATA_FILE}: null_class {null!r} is out of range ({limit})")
     if names is not None and n_embeds is not None and len(names) != n_embeds - (null is not None):
         raise ValueError(f"{path / METADATA_FILE}: {len(names)} class_names but the model has "

@@ -110,8 +110,9 @@ def _check_images(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], limi
     for m in members:
         if PurePosixPath(m.filename).suffix.lower() not in IMAGE_SUFFIXES:
             continue
+        name = f"{m.filename!r} in the upload"
         try:
-            with archive.open(m) as handle, open_image(handle, f"zip entry {m.filename!r}", limits.max_image_pixels):
+            with archive.open(m) as handle, open_image(handle, name, limits.max_image_pixels):
                 pass
         except (UnidentifiedImageError, SyntaxError) as exc:
             raise ValueError(f"zip entry {m.filename!r} is not a readable image: {exc}") from exc
