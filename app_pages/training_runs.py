@@ -72,13 +72,13 @@ if launch:
                            adarand_alpha=float(alpha), adarand_prior_lr=float(prior_lr),
                            mgr_weight=float(mgr_weight), mgr_sampler_steps=int(mgr_steps),
                            mgr_meta_period=int(mgr_period))
-        with store_errors():
+        with store_errors(stop=False):
             for method in methods:
                 for seed in seeds:
                     spec = RunSpec(dataclasses.replace(base, method=method, seed=seed), lab.data_config,
                                    lab.generator_source, str(lab.device.type))
                     launch_run(store, spec, int(max_concurrent))
-        st.toast(f"Launched {len(methods) * len(seeds)} run(s).")
+            st.toast(f"Launched {len(methods) * len(seeds)} run(s).")
 
 with store_errors():
     live = any(r.status in ("queued", "running") for r in store.list_runs())

@@ -278,3 +278,20 @@ def test_training_runs_page_shows_a_store_failure_inside_the_live_panel(monkeypa
     assert not at.exception, at.exception
     assert any("is locked by another process" in e.value for e in at.error)
     assert any(b.label == "Launch" for b in at.button)  # the rest of the page stays usable
+
+
+def test_training_runs_page_refuses_a_seed_out_of_range_and_stays_up(monkeypatch):
+    launched = []
+
+    def record_only(store, spec, max_concurrent=2):
+        launched.append(store.create_run(spec))  # create_run checks the config first
+
+    monkeypatch.setattr("genreg_core.worker.launch_run", record_only)
+    at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
+    at.multiselect(key="tr.methods").set_value(["ce"])
+    at.text_input(key="tr.seeds").set_value(str(2**70))
+    next(b for b in at.button if b.label == "Launch").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("seed must lie in [0, 2**32 - 1]" in e.value for e in at.error)
+    assert launched == [] and any(b.label == "Launch" for b in at.button)
