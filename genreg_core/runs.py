@@ -296,6 +296,7 @@ class RunStore:
 
     def history(self, run_id: str, keys: tuple[str, ...] = EPOCH_KEYS) -> dict[str, list[tuple[int, float]]]:
         """Per-epoch (or per-step) metric series: ``{key: [(step, value), ...]}``."""
+        self.check_run_id(run_id)
         out = {}
         for key in keys:
             series = self.client.get_metric_history(run_id, key)
