@@ -295,3 +295,14 @@ def test_training_runs_page_refuses_a_seed_out_of_range_and_stays_up(monkeypatch
     assert not at.exception, at.exception
     assert any("seed must lie in [0, 2**32 - 1]" in e.value for e in at.error)
     assert launched == [] and any(b.label == "Launch" for b in at.button)
+
+
+def test_server_hides_tracebacks_from_the_browser():
+    from pathlib import Path
+
+    import tomllib
+    from streamlit.config import ShowErrorDetailsConfigOptions
+
+    config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
+    value = config["client"]["showErrorDetails"]
+    assert value == ShowErrorDetailsConfigOptions.NONE  # a generic message in the browser, the traceback in the log
