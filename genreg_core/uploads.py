@@ -105,8 +105,6 @@ def _checked_members(archive: zipfile.ZipFile, staging: Path, limits: UploadLimi
 
 def _check_images(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], limits: UploadLimits) -> None:
     """Read each image's header (a few KB) and refuse one with too many pixels, before anything is written."""
-    from PIL import UnidentifiedImageError
-
     for m in members:
         if PurePosixPath(m.filename).suffix.lower() not in IMAGE_SUFFIXES:
             continue
@@ -114,7 +112,7 @@ def _check_images(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], limi
         try:
             with archive.open(m) as handle, open_image(handle, name, limits.max_image_pixels):
                 pass
-        except (UnidentifiedImageError, SyntaxError) as exc:
+        except (OSError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
             raise ValueError(f"zip entry {m.filename!r} is not a readable image: {exc}") from exc
 
 
