@@ -9,7 +9,7 @@ import streamlit as st
 
 from genreg_app.progress import cached_with_progress
 from genreg_app.render import full_table, image_strip, json_download, selected_point_ids
-from genreg_app.runs import run_store
+from genreg_app.runs import run_store, store_errors
 from genreg_app.state import current_lab, lab_key
 from genreg_core.config import SamplerConfig
 from genreg_core.feature_space import (
@@ -55,8 +55,10 @@ with st.form("fs.form"):
         folder = st.text_input("Image folder (ROOT/<class>/*.png, class folders named like the dataset's)",
                                key="fs.folder")
     elif source == "mgr":
-        mgr_runs = {r.run_id: f"{r.name} ({r.status}, {r.run_id[:6]})" for r in run_store().list_runs()
-                    if r.method.startswith("mgr") and r.status in ("finished", "stopped")}
+        mgr_runs = {}
+        with store_errors(stop=False):
+            mgr_runs = {r.run_id: f"{r.name} ({r.status}, {r.run_id[:6]})" for r in run_store().list_runs()
+                        if r.method.startswith("mgr") and r.status in ("finished", "stopped")}
         run_id = st.selectbox("MGR run (its meta-selected samples of every epoch)", list(mgr_runs),
                               format_func=mgr_runs.get, key="fs.run",
                               placeholder="no finished MGR run yet: launch one on the Training runs page")

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from genreg_app.runs import run_store
+from genreg_app.runs import guarded, run_store, store_errors
 from genreg_app.state import current_lab
 from genreg_core.config import TrainConfig
 from genreg_core.methods import METHODS
@@ -33,7 +33,8 @@ st.markdown(
 lab = current_lab()
 
 
-store = run_store()
+with store_errors():
+    store = run_store()
 defaults = TrainConfig()
 
 with st.form("tr.form"):
@@ -71,14 +72,16 @@ if launch:
                            adarand_alpha=float(alpha), adarand_prior_lr=float(prior_lr),
                            mgr_weight=float(mgr_weight), mgr_sampler_steps=int(mgr_steps),
                            mgr_meta_period=int(mgr_period))
-        for method in methods:
-            for seed in seeds:
-                spec = RunSpec(dataclasses.replace(base, method=method, seed=seed), lab.data_config,
-                               lab.generator_source, str(lab.device.type))
-                launch_run(store, spec, int(max_concurrent))
-        st.toast(f"Launched {len(methods) * len(seeds)} run(s).")
+        with store_errors(stop=False):
+            for method in methods:
+                for seed in seeds:
+                    spec = RunSpec(dataclasses.replace(base, method=method, seed=seed), lab.data_config,
+                                   lab.generator_source, str(lab.device.type))
+                    launch_run(store, spec, int(max_concurrent))
+            st.toast(f"Launched {len(methods) * len(seeds)} run(s).")
 
-live = any(r.status in ("queued", "running") for r in store.list_runs())
+with store_errors():
+    live = any(r.status in ("queued", "running") for r in store.list_runs())
 
 
 def _follow(runs) -> list[str]:
@@ -100,6 +103,7 @@ def _accuracy_text(mean: float, std: float, n: int) -> str:
 
 
 @st.fragment(run_every=2.0 if live else None)
+@guarded
 def runs_panel() -> None:
     runs = store.list_runs()
     if not runs:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import streamlit as st
 
 from genreg_core.config import TrainConfig
@@ -16,19 +20,46 @@ def run_store() -> RunStore:
     return RunStore()
 
 
+@contextmanager
+def store_errors(stop: bool = True) -> Iterator[None]:
+    """Show a run-store failure (damaged or locked store, GENREG_HOME not a folder, unknown run) as one error.
+
+    ``stop`` ends the page there; without it the rest of the block is skipped and the page goes on.
+    """
+    try:
+        yield
+    except ValueError as exc:  # StoreError is a ValueError
+        st.error(str(exc))
+        if stop:
+            st.stop()
+
+
+def guarded(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` with run-store failures shown as one error (for fragments that poll the store)."""
+
+    @functools.wraps(fn)
+    def run() -> None:
+        with store_errors(stop=False):
+            fn()
+
+    return run
+
+
 def pick_run(lab: Lab, methods: tuple[str, ...], label: str, key: str) -> str:
     """A select box of runs of ``methods`` with at least one epoch recorded.
 
     Without such a run, offers to launch one of ``methods[0]`` and stops the page.
     """
-    runs = {r.run_id: f"{r.name} · {r.status} · epoch {r.epoch}/{r.epochs} · {r.run_id[:6]}"
-            for r in run_store().list_runs() if r.method in methods and r.epoch >= 1}
+    with store_errors():
+        runs = {r.run_id: f"{r.name} · {r.status} · epoch {r.epoch}/{r.epochs} · {r.run_id[:6]}"
+                for r in run_store().list_runs() if r.method in methods and r.epoch >= 1}
     if runs:
         return st.selectbox(label, list(runs), format_func=runs.get, key=key)
     st.info(f"No {methods[0]} run with a finished epoch yet.")
     if st.button(f"Launch a 10-per-class {methods[0]} run (30 epochs, in the background)", key=f"{key}.launch",
                  type="primary"):
         spec = RunSpec(TrainConfig(method=methods[0]), lab.data_config, lab.generator_source, lab.device.type)
-        launch_run(run_store(), spec)
+        with store_errors():
+            launch_run(run_store(), spec)
         st.toast("Run launched: follow it on the Training runs page, then come back here.")
     st.stop()

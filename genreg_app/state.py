@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import tempfile
-import zipfile
 from dataclasses import asdict
-from pathlib import Path
 
 import streamlit as st
 
 from genreg_core.config import DataConfig
 from genreg_core.lab import Lab, genreg_home, open_lab
+from genreg_core.uploads import extract_zip
 
 DATASET_CHOICES = {
     "digits": "Digits (bundled, 16×16)",
@@ -32,39 +28,8 @@ def _cached_lab(data_config_json: str, generator_source: str | None, device: str
     return open_lab(DataConfig(**json.loads(data_config_json)), generator_source, device)
 
 
-def _extract_zip(data: bytes) -> Path:
-    """Unpack an uploaded zip into a content-addressed folder, refusing paths that escape it."""
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    target = genreg_home() / "uploads" / digest
-    if target.exists():
-        return _zip_root(target)
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise ValueError(f"the upload is not a zip file: {exc}") from exc
-    staging = Path(tempfile.mkdtemp(dir=genreg_home()))
-    with archive:
-        for member in archive.infolist():
-            dest = (staging / member.filename).resolve()
-            if not dest.is_relative_to(staging.resolve()):
-                raise ValueError(f"zip entry {member.filename!r} points outside the archive")
-        archive.extractall(staging)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(target)
-    return _zip_root(target)
-
-
-def _zip_root(folder: Path) -> Path:
-    """The folder holding the class folders: the zip itself or its single top-level folder."""
-    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-    if len(entries) == 1 and entries[0].is_dir() and all(p.is_dir() for p in entries[0].iterdir()):
-        return entries[0]
-    return folder
-
-
 def sidebar() -> tuple[DataConfig, str | None, str]:
     """Draw the shared sidebar and return (data config, generator source, device)."""
-    genreg_home().mkdir(parents=True, exist_ok=True)
     with st.sidebar:
         st.header("Data and models")
         kind = st.selectbox("Dataset", list(DATASET_CHOICES), format_func=DATASET_CHOICES.get, key="genreg.dataset")
@@ -77,7 +42,7 @@ def sidebar() -> tuple[DataConfig, str | None, str]:
             root = None
             if upload is not None:
                 try:
-                    root = str(_extract_zip(upload.getvalue()))
+                    root = str(extract_zip(upload.getvalue(), genreg_home()))
                 except ValueError as exc:
                     st.error(str(exc))
             config = DataConfig(name="imagefolder", root=root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 
@@ -10,15 +11,35 @@ import torch
 from tqdm import tqdm
 
 from genreg_core.cli_runs import add_run_commands
+from genreg_core.cli_types import (
+    IMAGE_SIZE,
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_GUIDANCE,
+    MAX_IMAGES,
+    MAX_K,
+    MAX_PER_CLASS,
+    MAX_SAMPLER_STEPS,
+    MAX_STEPS,
+    MAX_T,
+    SEED,
+    ArgumentParser,
+    float_in,
+    int_in,
+    out_file,
+    out_folder,
+    text,
+)
 from genreg_core.config import DataConfig, get_preset
 from genreg_core.device import resolve_device
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits", help="digits | imagefolder | mnist | fashion-mnist | cifar10")
-    p.add_argument("--data-root", default=None, help="image folder or torchvision data root")
-    p.add_argument("--image-size", type=int, default=16)
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--dataset", default="digits",
+                   choices=["digits", "imagefolder", "mnist", "fashion-mnist", "cifar10"])
+    p.add_argument("--data-root", type=text, default=None, help="image folder or torchvision data root")
+    p.add_argument("--image-size", type=IMAGE_SIZE, default=16)
+    p.add_argument("--split-seed", type=SEED, default=0, help="seed of the train/val/test split")
 
 
 def _add_common_args(p: argparse.ArgumentParser) -> None:
@@ -70,6 +91,17 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_npz(path, **arrays) -> None:
+    """Write exactly ``path`` (numpy would append ``.npz`` to a bare name)."""
+    import numpy as np
+
+    try:
+        with open(path, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+    except OSError as exc:
+        raise ValueError(f"cannot write --out {path}: {exc.strerror or exc}") from exc
+
+
 def cmd_train_features(args: argparse.Namespace) -> int:
     from genreg_core.data import load_dataset, split_dataset
     from genreg_core.features import accuracy, save_feature_extractor, train_feature_extractor
@@ -106,16 +138,12 @@ def _open_lab(args: argparse.Namespace):
 def _sampler_config(args: argparse.Namespace):
     from genreg_core.config import SamplerConfig
 
-    if args.sampler_steps < 1:
-        raise ValueError(f"--sampler-steps must be at least 1, got {args.sampler_steps}")
     return SamplerConfig(method=args.sampler, n_steps=args.sampler_steps, guidance_scale=args.guidance)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
-    if args.per_class < 1:
-        raise ValueError(f"--per-class must be at least 1, got {args.per_class}")
     lab = _open_lab(args)
     bar = _progress(1, "sample")
 
@@ -126,7 +154,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     images, labels = lab.sample(args.per_class, _sampler_config(args), args.seed, on_progress)
     bar.close()
-    np.savez_compressed(args.out, images=images.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64))
+    _save_npz(args.out, images=images.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64))
     print(f"wrote {images.shape[0]} samples to {args.out}")
     return 0
 
@@ -155,7 +183,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     recs = reconstruct_many(lab.generator, originals, labels.to(lab.device), args.t, _sampler_config(args), args.seed,
                             on_progress)
     bar.close()
-    np.savez_compressed(args.out, originals=originals.numpy(), labels=labels.numpy().astype(np.int64),
+    _save_npz(args.out, originals=originals.numpy(), labels=labels.numpy().astype(np.int64),
                         t=np.asarray(args.t, dtype=np.int64), reconstructions=recs.numpy(),
                         indices=chosen.astype(np.int64))
     print(f"wrote {len(args.t)} × {args.n} reconstructions to {args.out}")
@@ -169,6 +197,19 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     if args.source == "reconstruct" and args.t is None:
         raise ValueError("--source reconstruct needs --t")
+    if args.source == "folder" and not args.folder:
+        raise ValueError("--source folder needs --folder")
+    if args.source == "mgr":
+        from genreg_core.runs import RunStore, StoreError
+
+        if not args.run:
+            raise ValueError("--source mgr needs --run")
+        try:
+            RunStore().get_run(args.run)  # before any work: the id must name a run of the store
+        except StoreError:
+            raise
+        except ValueError as exc:
+            raise ValueError(f"--run: {exc}") from exc
     config = FeatureSpaceConfig(source=args.source, per_class=args.n, t=args.t or 0, folder=args.folder,
                                 run_id=args.run, k=args.k, seed=args.seed, sampler=_sampler_config(args))
     lab = _open_lab(args)
@@ -195,8 +236,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from genreg_core.sweep import SweepConfig, run_sweep
 
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
     sampler = _sampler_config(args)
     lab = _open_lab(args)
     config = SweepConfig(t_values=tuple(args.t), per_class=-(-args.n // lab.n_classes), seed=args.seed, k=args.k,
@@ -222,67 +261,72 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _add_lab_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--generator", default=None, help="diffusers folder or hub id (default: the shipped model)")
+    p.add_argument("--generator", type=text, default=None,
+                   help="diffusers folder or hub id (default: the shipped model)")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
-    p.add_argument("--sampler-steps", type=int, default=50, help="DDIM steps")
-    p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale w")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler-steps", type=int_in(1, MAX_SAMPLER_STEPS), default=50, help="DDIM steps")
+    p.add_argument("--guidance", type=float_in(0, MAX_GUIDANCE), default=0.0, help="classifier-free guidance scale w")
+    p.add_argument("--seed", type=SEED, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genreg", description="genreg: a lab for generative data augmentation and "
+    parser = ArgumentParser(prog="genreg", description="genreg: a lab for generative data augmentation and "
                                      "feature regularization (also: python -m genreg_core).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train-generator", help="train the class-conditional diffusion model")
     _add_data_args(p)
     _add_common_args(p)
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (preset default if omitted)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int_in(1, MAX_STEPS), default=None,
+                   help="optimizer steps (preset default if omitted)")
+    p.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=None)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--unconditional", action="store_true", help="train without class conditioning")
-    p.add_argument("--out", required=True, help="output folder (diffusers DDPMPipeline format)")
-    p.add_argument("--checkpoint-dir", default=None, help="resumable checkpoints (default OUT/checkpoint)")
+    p.add_argument("--out", type=out_folder, required=True, help="output folder (diffusers DDPMPipeline format)")
+    p.add_argument("--checkpoint-dir", type=out_folder, default=None,
+                   help="resumable checkpoints (default OUT/checkpoint)")
     p.set_defaults(func=cmd_train_generator)
 
     p = sub.add_parser("train-features", help="train the feature extractor on the real training split")
     _add_data_args(p)
     _add_common_args(p)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder (safetensors + config.json)")
+    p.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=None)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--out", type=out_folder, required=True, help="output folder (safetensors + config.json)")
     p.set_defaults(func=cmd_train_features)
 
     p = sub.add_parser("sample", help="generate images for every class")
     _add_lab_args(p)
-    p.add_argument("--per-class", type=int, required=True)
-    p.add_argument("--out", required=True, help="output .npz with images and labels")
+    p.add_argument("--per-class", type=int_in(1, MAX_PER_CLASS), required=True)
+    p.add_argument("--out", type=out_file, required=True, help="output .npz with images and labels")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("reconstruct", help="noise real training images to step t and reconstruct them")
     _add_lab_args(p)
-    p.add_argument("--t", type=int, nargs="+", required=True, help="start steps, 0..T")
-    p.add_argument("--n", type=int, required=True, help="number of real training images")
-    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--t", type=int_in(0, MAX_T), nargs="+", required=True, help="start steps, 0..T")
+    p.add_argument("--n", type=int_in(1, MAX_IMAGES), required=True, help="number of real training images")
+    p.add_argument("--out", type=out_file, required=True, help="output .npz")
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("features", help="precision/recall/density/coverage and Fréchet distance, real vs synthetic")
     _add_lab_args(p)
     p.add_argument("--source", choices=["generate", "reconstruct", "folder", "mgr"], default="generate",
                    help="generation from noise, reconstruction from --t, an image --folder, or an MGR --run's samples")
-    p.add_argument("--run", default=None, help="run id of an MGR run, for --source mgr")
-    p.add_argument("--t", type=int, default=None, help="start step, for --source reconstruct")
-    p.add_argument("--folder", default=None, help="image folder, for --source folder")
-    p.add_argument("--n", type=int, default=100, help="real and synthetic images per class")
-    p.add_argument("--k", type=int, default=5, help="nearest neighbours of the PRDC radii")
+    p.add_argument("--run", type=text, default=None, help="run id of an MGR run, for --source mgr")
+    p.add_argument("--t", type=int_in(0, MAX_T), default=None, help="start step, for --source reconstruct")
+    p.add_argument("--folder", type=text, default=None, help="image folder, for --source folder")
+    p.add_argument("--n", type=int_in(1, MAX_PER_CLASS), default=100, help="real and synthetic images per class")
+    p.add_argument("--k", type=int_in(1, MAX_K), default=5, help="nearest neighbours of the PRDC radii")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_features, sampler_steps=25)
 
     p = sub.add_parser("sweep", help="reconstruct real images from each start step t and measure the drift")
     _add_lab_args(p)
-    p.add_argument("--t", type=int, nargs="+", default=list(range(0, 1001, 100)), help="start steps, 0..T")
-    p.add_argument("--n", type=int, default=200, help="number of real training images (spread over the classes)")
-    p.add_argument("--k", type=int, default=5, help="nearest neighbours of the PRDC radii")
+    p.add_argument("--t", type=int_in(0, MAX_T), nargs="+", default=list(range(0, 1001, 100)),
+                   help="start steps, 0..T")
+    p.add_argument("--n", type=int_in(1, MAX_IMAGES), default=200,
+                   help="number of real training images (spread over the classes)")
+    p.add_argument("--k", type=int_in(1, MAX_K), default=5, help="nearest neighbours of the PRDC radii")
     p.add_argument("--train-accuracy", action="store_true",
                    help="also train a classifier on each reconstructed set and report its test accuracy")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per t")
@@ -292,10 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a bad value or an expected failure prints one line and returns 2."""
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # it logs a traceback for a locked store
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its one-line error (or the help)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.func(args)
     except ValueError as exc:
-        print(f"genreg: error: {exc}", file=sys.stderr)
+        print(f"genreg: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

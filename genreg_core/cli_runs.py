@@ -11,17 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-
-def _per_class(value: str) -> int | None:
-    if value == "all":
-        return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--per-class takes a positive integer or 'all', got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--per-class must be at least 1, got {n}")
-    return n
+from genreg_core.cli_types import MAX_CONCURRENT, MAX_EPOCHS, SEED, int_in, out_table, per_class_or_all, text
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -32,8 +22,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.method not in METHODS:
         raise ValueError(f"unknown method {args.method!r} (known: {', '.join(METHODS)})")
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     base = TrainConfig.tiny(args.method) if args.preset == "tiny" else TrainConfig(method=args.method)
     train = dataclasses.replace(base, per_class=args.per_class, epochs=args.epochs, seed=args.seed)
     data = DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
@@ -90,7 +78,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             store.delete_run(run_id) if args.action == "delete" else store.request_stop(run_id)
             print(f"{args.action} {run_id}")
     elif args.action == "export":
-        export_runs(store, args.run_ids, Path(args.out))
+        export_runs(store, args.run_ids, args.out)
         print(f"wrote {args.out}")
     return 0
 
@@ -114,19 +102,21 @@ def add_run_commands(sub, add_data_args) -> None:
     p = sub.add_parser("train", help="train a classifier with one method in the foreground, recorded in MLflow")
     add_data_args(p)
     p.add_argument("--method", required=True, help="ce | gda | randreg | adarand | mgr | mgr+adarand")
-    p.add_argument("--per-class", type=_per_class, default=10, help="training images per class, or 'all'")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=per_class_or_all, default=10, help="training images per class, or 'all'")
+    p.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=30)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--preset", choices=["default", "tiny"], default="default")
-    p.add_argument("--generator", default=None, help="diffusers folder or hub id (default: the shipped model)")
+    p.add_argument("--generator", type=text, default=None,
+                   help="diffusers folder or hub id (default: the shipped model)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--max-concurrent", type=int, default=2, help="runs at once across all genreg processes")
+    p.add_argument("--max-concurrent", type=int_in(1, MAX_CONCURRENT), default=2,
+                   help="runs at once across all genreg processes")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("runs", help="list, show, export, stop or delete recorded runs")
     p.add_argument("action", choices=["list", "show", "export", "delete", "stop"])
-    p.add_argument("run_ids", nargs="*", metavar="RUN_ID")
-    p.add_argument("--out", default="runs.csv", help="export: a .csv (table) or .json (with histories)")
+    p.add_argument("run_ids", type=text, nargs="*", metavar="RUN_ID")
+    p.add_argument("--out", type=out_table, default="runs.csv", help="export: a .csv (table) or .json (with histories)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)

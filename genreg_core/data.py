@@ -7,6 +7,9 @@ int64 labels. Nothing here downloads anything unless the caller asks for it expl
 from __future__ import annotations
 
 import io
+import math
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,12 @@ from genreg_core.config import DataConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+TORCHVISION_CHANNELS = {"mnist": 1, "fashion-mnist": 1, "cifar10": 3}
+# an image larger than this is refused before it is decoded (PIL's own bomb check is far higher)
+MAX_IMAGE_PIXELS = int(os.environ.get("GENREG_MAX_IMAGE_PIXELS", 25_000_000))
+# an image folder whose decoded tensor would be larger than this is refused before loading
+IMAGE_SIZE_RANGE = (4, 512)  # allowed image sides in pixels
+MAX_DATASET_BYTES = int(float(os.environ.get("GENREG_MAX_DATASET_MB", 2048)) * 2**20)
 
 
 @dataclass
@@ -74,16 +83,36 @@ def load_digits_dataset(image_size: int = 16) -> ImageDataset:
     return ImageDataset(images.contiguous(), labels, [str(c) for c in range(10)], "digits")
 
 
+def open_image(path, name: str, max_pixels: int | None = None):
+    """Open an image lazily (header only); ``ValueError`` for one with more than ``max_pixels`` pixels."""
+    from PIL import Image
+
+    max_pixels = max_pixels or MAX_IMAGE_PIXELS
+    limit = f"the limit is {max_pixels:,} pixels (GENREG_MAX_IMAGE_PIXELS)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:  # PIL's own check, at twice its default limit
+        raise ValueError(f"image {name} is too large ({exc}); {limit}") from exc
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise ValueError(f"image {name} is too large ({width}×{height} pixels); {limit}")
+    return img
+
+
 def _read_image(path: Path | io.BytesIO, image_size: int, channels: int, name: str | None = None) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
+    name = name or str(path)
     try:
-        with Image.open(path) as img:
+        with open_image(path, name) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ValueError(f"cannot read image {name or path}: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"cannot read image {name}: {exc}") from exc
     if array.ndim == 2:
         array = array[None]
     else:
@@ -92,21 +121,20 @@ def _read_image(path: Path | io.BytesIO, image_size: int, channels: int, name: s
 
 
 def _is_grayscale(path: Path) -> bool:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with open_image(path, str(path)) as img:
             return img.mode in ("1", "L", "LA", "I", "I;16", "F")
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
 
 
-def load_image_folder(root: str | Path, image_size: int = 16, channels: int | None = None) -> ImageDataset:
-    """Load ``ROOT/<class_name>/*.png|jpg|jpeg`` with class folders in sorted order.
+def list_image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """The ``(path, label)`` pairs and class names of ``ROOT/<class_name>/*.png|jpg|jpeg``, without decoding.
 
-    ``channels=None`` picks 1 when every image is grayscale, else 3. Raises ``ValueError`` naming the
-    offending path for a missing root, no or too few class folders, an empty class, or a file that is
-    not a readable image.
+    Raises ``ValueError`` naming the offending path for a missing root, no or too few class folders,
+    an empty class, or a file that is not an image file.
     """
     root = Path(root)
     if not root.is_dir():
@@ -125,13 +153,36 @@ def load_image_folder(root: str | Path, image_size: int = 16, channels: int | No
         if not entries:
             raise ValueError(f"class folder {class_dir} is empty")
         files.extend((path, label) for path in entries)
+    return files, [d.name for d in class_dirs]
+
+
+def folder_channels(files: list[tuple[Path, int]]) -> int:
+    """1 when every image is grayscale, else 3 (reads only the headers)."""
+    return 1 if all(_is_grayscale(path) for path, _ in files) else 3
+
+
+def load_image_folder(root: str | Path, image_size: int = 16, channels: int | None = None) -> ImageDataset:
+    """Load ``ROOT/<class_name>/*.png|jpg|jpeg`` with class folders in sorted order.
+
+    ``channels=None`` picks 1 when every image is grayscale, else 3. Raises ``ValueError`` naming the
+    offending path (see :func:`list_image_folder`, plus unreadable or over-large images), and when the
+    decoded set would exceed ``MAX_DATASET_BYTES``.
+    """
+    files, class_names = list_image_folder(root)
     if channels is None:
-        channels = 1 if all(_is_grayscale(path) for path, _ in files) else 3
+        channels = folder_channels(files)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    images = torch.stack([_read_image(path, image_size, channels) for path, _ in files])
+    n_bytes = len(files) * channels * image_size * image_size * 4
+    if n_bytes > MAX_DATASET_BYTES:
+        raise ValueError(f"image folder {root}: {len(files):,} images of {channels}×{image_size}×{image_size} take "
+                         f"{n_bytes / 2**20:,.0f} MB, more than the {MAX_DATASET_BYTES / 2**20:,.0f} MB limit "
+                         "(GENREG_MAX_DATASET_MB); use a smaller image size or fewer images")
+    images = torch.empty(len(files), channels, image_size, image_size)  # (N, C, H, W), filled in place
+    for i, (path, _) in enumerate(files):
+        images[i] = _read_image(path, image_size, channels)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    return ImageDataset(images, labels, [d.name for d in class_dirs], f"imagefolder:{root.name}")
+    return ImageDataset(images, labels, class_names, f"imagefolder:{Path(root).name}")
 
 
 def load_uploaded_images(files: list[tuple[str, bytes]], image_size: int, channels: int) -> torch.Tensor:
@@ -161,8 +212,24 @@ def load_torchvision_dataset(name: str, root: str | Path, image_size: int = 16, 
     return ImageDataset(images.contiguous(), labels, [str(c) for c in ds.classes], name)
 
 
+def check_image_size(image_size: int) -> None:
+    """``ValueError`` unless ``image_size`` lies in ``IMAGE_SIZE_RANGE``."""
+    low, high = IMAGE_SIZE_RANGE
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not low <= image_size <= high:
+        raise ValueError(f"image size must be an integer in [{low}, {high}], got {image_size!r}")
+
+
+def dataset_shape(config: DataConfig) -> tuple[int, int]:
+    """(channels, image side) that :func:`load_dataset` will return, found without decoding any image."""
+    check_image_size(config.image_size)
+    if config.name == "imagefolder" and config.root:
+        return config.channels or folder_channels(list_image_folder(config.root)[0]), config.image_size
+    return TORCHVISION_CHANNELS.get(config.name, config.channels or 1), config.image_size
+
+
 def load_dataset(config: DataConfig) -> ImageDataset:
     """Dispatch on ``config.name``: ``digits`` (default), ``imagefolder`` or a torchvision dataset."""
+    check_image_size(config.image_size)
     if config.name == "digits":
         return load_digits_dataset(config.image_size)
     if config.name == "imagefolder":
@@ -182,6 +249,12 @@ def split_dataset(labels: torch.Tensor | np.ndarray, seed: int = 0, val_fraction
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(f"bad split fractions val={val_fraction}, test={test_fraction}")
     labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    need = math.ceil(1 / min(val_fraction, test_fraction, 1 - val_fraction - test_fraction) - 1e-9)
+    if len(counts) and counts.min() < need:
+        raise ValueError(f"class {classes[counts.argmin()]} has only {counts.min()} images; a train/val/test split "
+                         f"with fractions {1 - val_fraction - test_fraction:g}/{val_fraction:g}/{test_fraction:g} "
+                         f"needs at least {need} images in every class")
     index = np.arange(len(labels))
     rest, test = train_test_split(index, test_size=test_fraction, stratify=labels, random_state=seed)
     val_share = val_fraction / (1 - test_fraction)

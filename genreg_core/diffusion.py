@@ -122,9 +122,34 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        metadata = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(metadata).__name__}")
+    return metadata
+
+
+def _check_metadata(unet, metadata: dict[str, Any], path: Path) -> None:
+    """``class_names`` and ``null_class`` of ``genreg.json`` must fit the UNet's class embeddings."""
+    n_embeds = unet.config.num_class_embeds
+    names, null = metadata.get("class_names"), metadata.get("null_class")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{path / METADATA_FILE}: class_names must be a list of strings")
+    if null is not None:
+        if n_embeds is None or isinstance(null, bool) or not isinstance(null, int) or not 0 <= null < n_embeds:
+            limit = "the model is unconditional" if n_embeds is None else f"an integer in [0, {n_embeds - 1}]"
+            raise ValueError(f"{path / METADATA_FILE}: null_class {null!r} is out of range ({limit})")
+    if names is not None and n_embeds is not None and len(names) != n_embeds - (null is not None):
+        raise ValueError(f"{path / METADATA_FILE}: {len(names)} class_names but the model has "
+                         f"{n_embeds - (null is not None)} classes")
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    """``owner/name`` whose owner is not a local folder: anything else that does not exist is a missing path."""
+    parts = source.split("/")
+    return (len(parts) == 2 and all(parts) and not source.startswith((".", "~"))
+            and not Path(parts[0]).exists() and all(c.isalnum() or c in "-_." for c in source.replace("/", "")))
 
 
 def load_generator(source: str | Path | None = None, device: torch.device | str = "cpu") -> Generator:
@@ -148,17 +173,21 @@ def load_generator(source: str | Path | None = None, device: torch.device | str 
             scheduler = DDPMScheduler(num_train_timesteps=unet.config.num_train_timesteps or 1000)
         elif path.exists():
             raise ValueError(f"{path} is not a diffusers UNet2DModel or DDPMPipeline folder")
-        elif source is not None and "/" in str(source) and not str(source).startswith((".", "/")):
+        elif source is not None and _looks_like_hub_id(str(source)):
             unet = UNet2DModel.from_pretrained(str(source), subfolder="unet", use_safetensors=True,
                                                low_cpu_mem_usage=False)
             scheduler = DDPMScheduler.from_pretrained(str(source), subfolder="scheduler")
         else:
-            raise ValueError(f"generator {path} does not exist")
+            raise ValueError(f"generator {source} does not exist (no such folder)")
     except ValueError:
         raise
     except Exception as exc:  # diffusers raises OSError, EnvironmentError, safetensors errors...
+        if not path.exists():
+            raise ValueError(f"generator {source}: there is no such local folder, and loading it as a hub id "
+                             f"failed: {exc}") from exc
         raise ValueError(f"cannot load generator from {path}: {exc}") from exc
     metadata = _read_metadata(path) if path.is_dir() else {}
+    _check_metadata(unet, metadata, path)
     unet.eval().requires_grad_(False).to(device)
     return Generator(
         unet=unet,

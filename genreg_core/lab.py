@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from genreg_core.config import DataConfig, FeatureConfig, SamplerConfig
-from genreg_core.data import ImageDataset, Split, load_dataset, split_dataset
+from genreg_core.data import ImageDataset, Split, dataset_shape, load_dataset, split_dataset
 from genreg_core.device import resolve_device
 from genreg_core.diffusion import Generator, load_generator
 from genreg_core.features import (
@@ -26,8 +26,11 @@ from genreg_core.sampling import class_labels, sample_images
 
 
 def genreg_home() -> Path:
-    """Where genreg keeps caches and runs: ``$GENREG_HOME``, default ``~/.genreg``."""
-    return Path(os.environ.get("GENREG_HOME", Path.home() / ".genreg")).expanduser()
+    """Where genreg keeps caches and runs: ``$GENREG_HOME``, default ``~/.genreg``; ``ValueError`` if not a folder."""
+    home = Path(os.environ.get("GENREG_HOME") or Path.home() / ".genreg").expanduser()
+    if home.exists() and not home.is_dir():
+        raise ValueError(f"GENREG_HOME {home} is not a folder; point it at a folder (it is created if missing)")
+    return home
 
 
 @dataclass
@@ -80,12 +83,22 @@ def _is_shipped_default(config: DataConfig) -> bool:
             and config.val_fraction == 0.2 and config.test_fraction == 0.2)
 
 
+def check_shape(generator: Generator, channels: int, image_size: int) -> None:
+    """Raise ``ValueError`` when the generator's images do not have ``channels`` × ``image_size``²."""
+    if generator.channels != channels:
+        kind = {1: "grayscale", 3: "RGB"}
+        raise ValueError(
+            f"the generator makes {generator.channels}-channel ({kind.get(generator.channels, '?')}) images but the "
+            f"dataset's images have {channels} channel(s) ({kind.get(channels, '?')}); pick a generator trained on "
+            f"{channels}-channel images, or data with {generator.channels}-channel images")
+    if generator.image_size != image_size:
+        raise ValueError(f"the generator makes {generator.image_size}×{generator.image_size} images but the dataset "
+                         f"is resized to {image_size}×{image_size}; set the image size to {generator.image_size}")
+
+
 def check_compatible(generator: Generator, dataset: ImageDataset) -> None:
     """Raise ``ValueError`` when the generator cannot produce images for this dataset."""
-    if generator.channels != dataset.channels or generator.image_size != dataset.image_size:
-        raise ValueError(
-            f"generator makes {generator.channels}×{generator.image_size}×{generator.image_size} images but the "
-            f"dataset has {dataset.channels}×{dataset.image_size}×{dataset.image_size}; pick a matching image size")
+    check_shape(generator, dataset.channels, dataset.image_size)
     if generator.conditional and generator.num_classes != dataset.n_classes:
         raise ValueError(f"generator knows {generator.num_classes} classes but the dataset has {dataset.n_classes}")
 
@@ -97,10 +110,12 @@ def open_lab(data_config: DataConfig | None = None, generator_source: str | None
     data_config = data_config or DataConfig()
     feature_config = feature_config or FeatureConfig()
     dev = resolve_device(device)
-    dataset = load_dataset(data_config)
-    split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
     generator = load_generator(generator_source, dev)
+    channels, image_size = dataset_shape(data_config)  # headers only: refuse a mismatch before decoding the data
+    check_shape(generator, channels, image_size)
+    dataset = load_dataset(replace(data_config, channels=channels))
     check_compatible(generator, dataset)
+    split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
     if _is_shipped_default(data_config) and feature_config == FeatureConfig() and DEFAULT_FEATURES_DIR.exists():
         extractor = load_feature_extractor(DEFAULT_FEATURES_DIR, dev)
     else:

@@ -9,8 +9,10 @@ KILLED (stopped by the user), FAILED (crash or non-finite loss, with the error t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,57 @@ EXPERIMENT = "genreg"
 STATUS_LABELS = {"SCHEDULED": "queued", "RUNNING": "running", "FINISHED": "finished", "KILLED": "stopped",
                  "FAILED": "failed"}
 EPOCH_KEYS = ("train_loss", "val_loss", "val_accuracy", "test_accuracy")
+RUN_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # MLflow run ids: uuid4 hex
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StoreError(ValueError):
+    """The run store's database cannot be used: damaged, locked, or not a file."""
+
+
+def _store_error(db: Path, exc: BaseException) -> StoreError | None:
+    """A :class:`StoreError` when ``exc`` comes from the database itself, else None (e.g. an unknown run id)."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    from_db = any(isinstance(e, (SQLAlchemyError, sqlite3.Error)) for e in chain)
+    if not from_db and getattr(exc, "error_code", None) != "TEMPORARILY_UNAVAILABLE":
+        return None
+    text = str(chain[-1]).splitlines()[0] if str(chain[-1]) else type(chain[-1]).__name__
+    state = "locked by another process" if "locked" in text or "busy" in text else "damaged"
+    return StoreError(f"the run store at {db} is {state} ({text[:200]})")
+
+
+def _guarded(fn, db: Path):
+    """``fn`` with database failures raised as :class:`StoreError`."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            error = _store_error(db, exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    return call
+
+
+class _GuardedClient:
+    """An MLflow client whose database failures surface as :class:`StoreError`."""
+
+    def __init__(self, client, db: Path):
+        self._client, self._db = client, db
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        return _guarded(attr, self._db) if callable(attr) else attr
 
 
 @dataclass
@@ -73,8 +126,12 @@ class RunStore:
 
     def __init__(self, home: str | Path | None = None):
         self.home = Path(home) if home is not None else genreg_home()
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.tracking_uri = f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cannot use {self.home} as the genreg home folder: {exc.strerror or exc}") from exc
+        self.db_path = (self.home / "mlflow.db").resolve()
+        self.tracking_uri = f"sqlite:///{self.db_path}"
         self._client = None
         self._experiment_id: str | None = None
 
@@ -83,8 +140,26 @@ class RunStore:
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._check_database()
+            self._client = _GuardedClient(_guarded(MlflowClient, self.db_path)(tracking_uri=self.tracking_uri),
+                                          self.db_path)
         return self._client
+
+    def _check_database(self) -> None:
+        """Refuse a ``mlflow.db`` that is not an SQLite file, so MLflow never writes over it."""
+        db = self.db_path
+        if not db.exists() and not db.is_symlink():
+            return
+        if not db.is_file():
+            raise StoreError(f"the run store at {db} is damaged (it is not a file); move it away to start a new store")
+        try:
+            with db.open("rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreError(f"the run store at {db} is damaged ({exc.strerror or exc})") from exc
+        if header and header != SQLITE_HEADER:
+            raise StoreError(f"the run store at {db} is damaged (not an SQLite database); genreg leaves it "
+                             "untouched: move it away to start a new store")
 
     @property
     def experiment_id(self) -> str:
@@ -100,29 +175,52 @@ class RunStore:
                 self._experiment_id = exp.experiment_id
         return self._experiment_id
 
+    def check_run_id(self, run_id: str) -> str:
+        """``run_id`` if it has the form of a run id (so it cannot name a path), else ``ValueError``."""
+        if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+            raise ValueError(f"no run {run_id!r} in the run store at {self.db_path} (run ids are 32 hex digits)")
+        return run_id
+
     def run_dir(self, run_id: str) -> Path:
-        return self.home / "runs" / run_id
+        return self.home / "runs" / self.check_run_id(run_id)
 
     def create_run(self, spec: RunSpec, status: str = "SCHEDULED") -> str:
         """Record a new run with its params and config; returns the run id."""
+        from genreg_core.training import check_train_config
+
+        check_train_config(spec.train)
         train = spec.train
         name = f"{train.method}-{train.per_class or 'all'}pc-s{train.seed}"
         tags = {"genreg.method": train.method, "genreg.per_class": str(train.per_class or "all"),
                 "genreg.seed": str(train.seed), "genreg.dataset": spec.data.name}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
-        params = {**{f"train.{k}": v for k, v in asdict(train).items()},
-                  **{f"data.{k}": v for k, v in asdict(spec.data).items()},
-                  "generator": spec.generator or "shipped", "device": spec.device}
+        try:
+            self._record_spec(run_id, spec)
+        except Exception as exc:
+            self.mark_failed(run_id, f"the run could not be recorded: {type(exc).__name__}: {exc}")
+            if isinstance(exc, ValueError):
+                raise
+            raise ValueError(f"run {run_id} could not be recorded: {exc}") from exc
+        self.client.update_run(run_id, status=status)
+        return run_id
+
+    def _record_spec(self, run_id: str, spec: RunSpec) -> None:
         from mlflow.entities import Param
 
+        params = {**{f"train.{k}": v for k, v in asdict(spec.train).items()},
+                  **{f"data.{k}": v for k, v in asdict(spec.data).items()},
+                  "generator": spec.generator or "shipped", "device": spec.device}
         self.client.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
         folder = self.run_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "run_config.json").write_text(spec.to_json())
         self.client.log_artifact(run_id, str(folder / "run_config.json"))
-        self.client.update_run(run_id, status=status)
-        return run_id
+
+    def mark_failed(self, run_id: str, error: str) -> None:
+        """Record ``error`` and end the run as FAILED (text that cannot be stored is escaped)."""
+        self.client.set_tag(run_id, "genreg.error", error.encode("utf-8", "backslashreplace").decode()[:4900])
+        self.client.set_terminated(run_id, "FAILED")
 
     def load_spec(self, run_id: str) -> RunSpec:
         path = self.run_dir(run_id) / "run_config.json"
@@ -132,6 +230,7 @@ class RunStore:
 
     def request_stop(self, run_id: str) -> None:
         """Ask the run's worker to stop; honoured within one training step (or before a queued run starts)."""
+        self.get_run(run_id)
         folder = self.run_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "STOP").touch()
@@ -145,10 +244,19 @@ class RunStore:
         self.client.delete_run(run_id)
 
     def get_run(self, run_id: str):
+        """The MLflow run ``run_id``; ``ValueError`` for a malformed, unknown or deleted id."""
+        from mlflow.exceptions import MlflowException
+
+        self.check_run_id(run_id)
         try:
-            return self.client.get_run(run_id)
-        except Exception as exc:
-            raise ValueError(f"no run {run_id!r} in {self.tracking_uri}") from exc
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            run = None
+        if run is None or run.info.lifecycle_stage == "deleted":
+            raise ValueError(f"no run {run_id!r} in the run store at {self.db_path}")
+        return run
 
     def list_runs(self, max_results: int = 500) -> list[RunSummary]:
         """Active runs, newest first; live runs whose worker died are marked failed."""
@@ -180,12 +288,15 @@ class RunStore:
                 return "KILLED", None
             return status, None
         error = "the worker process ended without recording a result"
-        self.client.set_tag(run_id, "genreg.error", error)
-        self.client.set_terminated(run_id, "FAILED")
+        last = _last_line(self.run_dir(run_id) / "worker.log")
+        if last:
+            error += f"; its log ends with: {last}"
+        self.mark_failed(run_id, error)
         return "FAILED", error
 
     def history(self, run_id: str, keys: tuple[str, ...] = EPOCH_KEYS) -> dict[str, list[tuple[int, float]]]:
         """Per-epoch (or per-step) metric series: ``{key: [(step, value), ...]}``."""
+        self.check_run_id(run_id)
         out = {}
         for key in keys:
             series = self.client.get_metric_history(run_id, key)
@@ -203,6 +314,7 @@ class RunStore:
         """The run's per-epoch snapshots in epoch order (safetensors; never unpickled)."""
         from safetensors.torch import load_file
 
+        self.get_run(run_id)
         paths = sorted((self.run_dir(run_id) / "snapshots").glob("epoch_*.safetensors"))
         try:
             return [load_file(path) for path in paths]
@@ -218,13 +330,30 @@ class RunStore:
 
 
 def _worker_alive(pid: str | None) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a killed child its parent has not reaped yet)."""
     if pid is None:
         return False
     try:
         os.kill(int(pid), 0)
-    except (OSError, ValueError):
+    except (OSError, ValueError, OverflowError):
         return False
-    return True
+    proc = Path(f"/proc/{int(pid)}/stat")
+    if not Path("/proc/self").exists():  # no /proc (macOS): os.kill is all we can ask
+        return True
+    try:
+        state = proc.read_text().rsplit(")", 1)[-1].split()[0]  # the field after "(command name)"
+    except (OSError, IndexError):  # it ended in between
+        return False
+    return state not in ("Z", "X")
+
+
+def _last_line(path: Path) -> str | None:
+    """The last non-empty line of a text file, or None."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1][:500] if lines else None
 
 
 def summarize_runs(runs: list[RunSummary]) -> list[dict[str, Any]]:

@@ -119,6 +119,17 @@ def _check_labels(generator: Generator, labels: torch.Tensor | None) -> None:
             raise ValueError(f"labels must lie in [0, {generator.num_classes - 1}] for this generator")
 
 
+def check_sampler(sampler: SamplerConfig) -> None:
+    """``ValueError`` for a sampler setting that would give nonsense (unknown method, no steps, w or η < 0, nan)."""
+    if sampler.method not in ("ddim", "ddpm"):
+        raise ValueError(f"unknown sampler {sampler.method!r} (use ddim or ddpm)")
+    if isinstance(sampler.n_steps, bool) or not isinstance(sampler.n_steps, int) or sampler.n_steps < 1:
+        raise ValueError(f"sampler steps must be an integer of at least 1, got {sampler.n_steps!r}")
+    for name, value in (("guidance scale", sampler.guidance_scale), ("eta", sampler.eta)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
+
+
 def _check_start(generator: Generator, labels: torch.Tensor | None, t: int) -> None:
     T = generator.num_train_timesteps
     if not 0 <= t <= T:
@@ -140,6 +151,7 @@ def reconstruct(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | N
     from pure noise. The same ``seed`` (or the same ``noise``) gives the same output.
     """
     sampler = sampler or SamplerConfig()
+    check_sampler(sampler)
     _check_start(generator, labels, t)
     if t == 0:
         return x0.clone()
@@ -172,6 +184,7 @@ def reconstruct_view(generator: Generator, x0: torch.Tensor, labels: torch.Tenso
                      sampler: SamplerConfig | None = None, seed: int = 0) -> ReconstructionView:
     """Like :func:`reconstruct` (same seed, same output) but also returns x_t and the x̂_0 trajectory."""
     sampler = sampler or SamplerConfig()
+    check_sampler(sampler)
     _check_start(generator, labels, t)
     if t == 0:
         return ReconstructionView(x0.clone(), x0.clone(), [0], None)

@@ -99,11 +99,20 @@ def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_s
     return loss / n, correct / n
 
 
-def _check_config(config: TrainConfig) -> None:
+def check_train_config(config: TrainConfig) -> None:
+    """``ValueError`` for a run config that cannot train (checked before a run is recorded or started)."""
     if config.epochs < 1 or config.batch_size < 1:
         raise ValueError(f"epochs and batch_size must be at least 1, got {config.epochs} and {config.batch_size}")
-    if not config.lr > 0:
-        raise ValueError(f"learning rate must be positive, got {config.lr}")
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        raise ValueError(f"learning rate must be a positive number, got {config.lr}")
+    if not 0 <= config.seed < 2**32:
+        raise ValueError(f"seed must lie in [0, 2**32 - 1], got {config.seed}")
+    if config.per_class is not None and config.per_class < 1:
+        raise ValueError(f"per_class must be at least 1 (or None for all), got {config.per_class}")
+    for name in ("weight_decay", "gda_ratio", "randreg_weight", "adarand_prior_lr", "mgr_weight", "mgr_finder_lr"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
 
 
 def _cosine_lr(step: int, total: int, peak: float) -> float:
@@ -218,7 +227,7 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
     """
     started = time.perf_counter()
     callbacks = callbacks or TrainCallbacks()
-    _check_config(config)
+    check_train_config(config)
     device = resolve_device(device) if isinstance(device, str) else device
     run, train_idx, meta_idx = _start(dataset, split, config, generator, device, callbacks)
     val_x, val_y = dataset.images[split.val], dataset.labels[split.val]

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -73,30 +74,12 @@ def _save_model(store: RunStore, run_id: str, result: TrainResult) -> None:
         store.client.log_artifact(run_id, str(path))
 
 
-def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
-                on_step: Callable[[int, dict], None] | None = None,
-                on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult | None:
-    """Run ``run_id`` to its end and record it; returns None if it was stopped before it started.
-
-    Exceptions from training are recorded (status FAILED, tag ``genreg.error``) and re-raised.
-    """
-    import torch
+def _recording_callbacks(store: RunStore, run_id: str, logger: _MetricLogger,
+                         on_step: Callable[[int, dict], None] | None, on_epoch: Callable[[int, dict], None] | None,
+                         should_stop: Callable[[], bool]) -> TrainCallbacks:
+    """Training callbacks that log metrics and snapshots to the store, then call the caller's own."""
     from safetensors.torch import save_file
 
-    from genreg_core.lab import open_lab
-
-    client = store.client
-    spec: RunSpec = store.load_spec(run_id)
-    client.set_tag(run_id, "genreg.pid", str(os.getpid()))
-
-    def should_stop() -> bool:
-        return store.stop_requested(run_id)
-
-    slot = _acquire_slot(store.home, max_concurrent, should_stop)
-    if slot is None:
-        client.set_terminated(run_id, "KILLED")
-        return None
-    logger = _MetricLogger(store, run_id)
     snap_dir = store.run_dir(run_id) / "snapshots"
     snap_dir.mkdir(parents=True, exist_ok=True)
 
@@ -111,16 +94,42 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_
         if on_epoch is not None:
             on_epoch(epoch, metrics)
 
-    def snapshot_cb(epoch: int, tensors: dict[str, torch.Tensor]) -> None:
+    def snapshot_cb(epoch: int, tensors: dict) -> None:
         if tensors:
             path = snap_dir / f"epoch_{epoch:03d}.safetensors"
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path)
-            client.log_artifact(run_id, str(path), "snapshots")
+            store.client.log_artifact(run_id, str(path), "snapshots")
 
+    return TrainCallbacks(on_step=step_cb, on_epoch=epoch_cb, on_snapshot=snapshot_cb, should_stop=should_stop)
+
+
+def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+                on_step: Callable[[int, dict], None] | None = None,
+                on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult | None:
+    """Run ``run_id`` to its end and record it; returns None if it was stopped before it started.
+
+    Exceptions from training are recorded (status FAILED, tag ``genreg.error``) and re-raised.
+    """
+    from genreg_core.lab import open_lab
+
+    client = store.client
+    store.get_run(run_id)
+    client.set_tag(run_id, "genreg.pid", str(os.getpid()))
+    logger = _MetricLogger(store, run_id)
+
+    def should_stop() -> bool:
+        return store.stop_requested(run_id)
+
+    slot = None
     try:
+        spec: RunSpec = store.load_spec(run_id)
+        slot = _acquire_slot(store.home, max_concurrent, should_stop)
+        if slot is None:
+            client.set_terminated(run_id, "KILLED")
+            return None
         client.update_run(run_id, status="RUNNING")
         lab = open_lab(spec.data, spec.generator, spec.device)
-        callbacks = TrainCallbacks(on_step=step_cb, on_epoch=epoch_cb, on_snapshot=snapshot_cb, should_stop=should_stop)
+        callbacks = _recording_callbacks(store, run_id, logger, on_step, on_epoch, should_stop)
         result = train_classifier(lab.dataset, lab.split, spec.train, lab.generator, lab.device, callbacks)
         logger.flush()
         final = {"best_val_loss": result.best_val_loss, "test_accuracy_at_best": result.test_accuracy,
@@ -132,23 +141,34 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_
         return result
     except BaseException as exc:
         logger.flush()
-        client.set_tag(run_id, "genreg.error", f"{type(exc).__name__}: {exc}"[:4900])
-        client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        if isinstance(exc, KeyboardInterrupt):
+            client.set_terminated(run_id, "KILLED")
+        else:
+            store.mark_failed(run_id, f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        slot.close()
+        if slot is not None:
+            slot.close()
 
 
 def launch_run(store: RunStore, spec: RunSpec, max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> str:
     """Record a queued run and start its detached background worker; returns the run id."""
     run_id = store.create_run(spec)
-    log = open(store.run_dir(run_id) / "worker.log", "w")
     env = dict(os.environ, GENREG_HOME=str(store.home), OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2)
                                                                                 // max(1, max_concurrent))))
-    subprocess.Popen([sys.executable, "-m", "genreg_core.worker", run_id, "--max-concurrent", str(max_concurrent)],
-                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                     start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
-    log.close()
+    try:
+        with open(store.run_dir(run_id) / "worker.log", "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "genreg_core.worker", run_id, "--max-concurrent", str(max_concurrent)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
+    except (OSError, ValueError) as exc:
+        store.mark_failed(run_id, f"the worker could not be started: {exc}")
+        raise ValueError(f"run {run_id}: the worker could not be started: {exc}") from exc
+    # the worker's pid from the start, so a worker that dies before it records anything is seen as dead
+    store.client.set_tag(run_id, "genreg.pid", str(proc.pid))
+    # reap the worker when it ends, so a killed worker does not linger as a zombie that looks alive
+    threading.Thread(target=proc.wait, name=f"genreg-reaper-{run_id[:8]}", daemon=True).start()
     return run_id
 
 

@@ -28,8 +28,9 @@ def test_reconstruct_writes_the_contract(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["reconstruct", "--t", "2000", "--n", "2", "--out", "x.npz"], "--t values must lie"),
-    (["reconstruct", "--t", "10", "--n", "0", "--out", "x.npz"], "--n must lie"),
-    (["sample", "--per-class", "0", "--out", "x.npz"], "--per-class must be at least 1"),
+    (["reconstruct", "--t", "10", "--n", "0", "--out", "x.npz"], "argument --n: must lie in [1,"),
+    (["reconstruct", "--t", "10", "--n", "5000", "--out", "x.npz"], "--n must lie in [1, 1077]"),
+    (["sample", "--per-class", "0", "--out", "x.npz"], "argument --per-class: must lie in [1,"),
     (["sample", "--per-class", "1", "--generator", "/nonexistent/model", "--out", "x.npz"], "does not exist"),
     (["sample", "--per-class", "1", "--device", "tpu", "--out", "x.npz"], "unknown device"),
 ])
@@ -72,4 +73,6 @@ def test_sweep_json_contract(capsys):
     assert [row["t"] for row in rows] == [0, 1000] and all(set(row) == keys for row in rows)
     assert rows[0]["mse"] == 0 and rows[1]["mse"] > 0
     assert main(["sweep", "--t", "0", "-5", "--n", "20", "--json"]) == 2
-    assert "outside" in capsys.readouterr().err
+    assert "argument --t: must lie in [0," in capsys.readouterr().err
+    assert main(["sweep", "--t", "0", "5000", "--n", "20", "--json"]) == 2
+    assert "outside [0, 1000]" in capsys.readouterr().err

@@ -324,3 +324,72 @@ def test_reverse_step_warns_before_ddpm_and_keeps_reruns_cheap(monkeypatch):
     assert any("DDPM runs one network evaluation per step" in w.value for w in at.warning)
     at.slider(key="rs.t").set_value(100).run()
     assert not at.exception, at.exception
+@pytest.mark.parametrize("fault", ["damaged", "home_is_a_file"])
+def test_training_runs_page_survives_an_unusable_store(monkeypatch, tmp_path, fault):
+    if fault == "damaged":
+        (tmp_path / "mlflow.db").write_bytes(b"\x00garbage" * 100)
+        monkeypatch.setenv("GENREG_HOME", str(tmp_path))
+        expected = f"the run store at {tmp_path / 'mlflow.db'} is damaged"
+    else:
+        (tmp_path / "file").write_text("not a folder")
+        monkeypatch.setenv("GENREG_HOME", str(tmp_path / "file"))
+        expected = "is not a folder"
+    import genreg_app.runs
+
+    genreg_app.runs.run_store.clear()
+    try:
+        at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
+    finally:
+        genreg_app.runs.run_store.clear()
+    assert not at.exception, at.exception
+    assert any(expected in e.value for e in at.error), [e.value for e in at.error]
+    if fault == "damaged":
+        assert (tmp_path / "mlflow.db").read_bytes() == b"\x00garbage" * 100
+
+
+def test_training_runs_page_shows_a_store_failure_inside_the_live_panel(monkeypatch, tmp_path):
+    from genreg_core.runs import RunStore, StoreError
+
+    store = RunStore(tmp_path)
+    calls = []
+
+    def list_runs(*args, **kwargs):  # the store goes bad after the first look, while the panel polls it
+        calls.append(1)
+        if len(calls) > 1:
+            raise StoreError(f"the run store at {store.db_path} is locked by another process (database is locked)")
+        return []
+
+    monkeypatch.setattr(store, "list_runs", list_runs)
+    monkeypatch.setattr("genreg_app.runs.run_store", lambda: store)
+    at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any("is locked by another process" in e.value for e in at.error)
+    assert any(b.label == "Launch" for b in at.button)  # the rest of the page stays usable
+
+
+def test_training_runs_page_refuses_a_seed_out_of_range_and_stays_up(monkeypatch):
+    launched = []
+
+    def record_only(store, spec, max_concurrent=2):
+        launched.append(store.create_run(spec))  # create_run checks the config first
+
+    monkeypatch.setattr("genreg_core.worker.launch_run", record_only)
+    at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
+    at.multiselect(key="tr.methods").set_value(["ce"])
+    at.text_input(key="tr.seeds").set_value(str(2**70))
+    next(b for b in at.button if b.label == "Launch").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("seed must lie in [0, 2**32 - 1]" in e.value for e in at.error)
+    assert launched == [] and any(b.label == "Launch" for b in at.button)
+
+
+def test_server_hides_tracebacks_from_the_browser():
+    from pathlib import Path
+
+    import tomllib
+    from streamlit.config import ShowErrorDetailsConfigOptions
+
+    config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
+    value = config["client"]["showErrorDetails"]
+    assert value == ShowErrorDetailsConfigOptions.NONE  # a generic message in the browser, the traceback in the log
