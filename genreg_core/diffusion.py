@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from genreg_core.acceleration import Precision, check_compile_flag, resolve_precision
 from genreg_core.config import GeneratorTrainConfig, UNetConfig
 
 DEFAULT_GENERATOR_DIR = Path(__file__).parent / "assets" / "digits-ddpm"
@@ -31,6 +32,8 @@ class Generator:
     null_class: int | None = None  # label of the "no class" embedding, for classifier-free guidance
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # where it was loaded from
+    precision: Precision = "auto"  # UNet autocast when sampling: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool | None = None  # torch.compile the UNet when sampling; None: on CUDA for large jobs, never on CPU
 
     @property
     def conditional(self) -> bool:
@@ -127,14 +130,19 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 
 
-def load_generator(source: str | Path | None = None, device: torch.device | str = "cpu") -> Generator:
+def load_generator(source: str | Path | None = None, device: torch.device | str = "cpu",
+                   precision: Precision = "auto", compile: bool | None = None) -> Generator:
     """Load a generator in eval mode, frozen.
 
     ``source`` is ``None`` (the shipped digits model), a local ``DDPMPipeline`` folder, a local
     ``UNet2DModel`` folder (default DDPM schedule), or a hub id (needs the network). Only safetensors
     weights are read; a missing or corrupt checkpoint raises ``ValueError`` that names the path.
+    ``precision`` and ``compile`` say how the samplers run its UNet (``genreg_core.acceleration``).
     """
     from diffusers import DDPMScheduler, UNet2DModel
+
+    resolve_precision(precision, torch.device(device))
+    check_compile_flag(compile)
 
     path = Path(source) if source is not None else DEFAULT_GENERATOR_DIR
     try:
@@ -167,4 +175,6 @@ def load_generator(source: str | Path | None = None, device: torch.device | str 
         null_class=metadata.get("null_class"),
         metadata=metadata,
         source=str(source) if source is not None else "shipped digits model",
+        precision=precision,
+        compile=compile,
     )
