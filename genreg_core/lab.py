@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genreg_core.acceleration import Precision
 from genreg_core.config import DataConfig, FeatureConfig, SamplerConfig
 from genreg_core.data import ImageDataset, Split, load_dataset, split_dataset
 from genreg_core.device import resolve_device
@@ -92,14 +93,18 @@ def check_compatible(generator: Generator, dataset: ImageDataset) -> None:
 
 def open_lab(data_config: DataConfig | None = None, generator_source: str | None = None, device: str = "auto",
              feature_config: FeatureConfig | None = None,
-             on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Lab:
-    """Load the dataset, split it, load the generator and get the feature extractor (shipped or cached)."""
+             on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+             precision: Precision = "auto", compile: bool | None = None) -> Lab:
+    """Load the dataset, split it, load the generator and get the feature extractor (shipped or cached).
+
+    ``precision`` and ``compile`` say how the generator's UNet runs when sampling (see ``acceleration``).
+    """
     data_config = data_config or DataConfig()
     feature_config = feature_config or FeatureConfig()
     dev = resolve_device(device)
     dataset = load_dataset(data_config)
     split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
-    generator = load_generator(generator_source, dev)
+    generator = load_generator(generator_source, dev, precision, compile)
     check_compatible(generator, dataset)
     if _is_shipped_default(data_config) and feature_config == FeatureConfig() and DEFAULT_FEATURES_DIR.exists():
         extractor = load_feature_extractor(DEFAULT_FEATURES_DIR, dev)

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from genreg_core.acceleration import BucketedUNet, autocast, choose_batch_size, compiled, resolve_compile
+from genreg_core.acceleration import (
+    BucketedUNet,
+    autocast,
+    choose_batch_size,
+    compiled,
+    resolve_compile,
+    seeded_rng,
+)
 from genreg_core.config import SamplerConfig
 from genreg_core.diffusion import Generator
 
@@ -115,17 +122,6 @@ def reverse_process(generator: Generator, x_t: torch.Tensor, labels: torch.Tenso
 def _randn_like(x: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
     """Noise drawn where ``rng`` lives (the CPU without one), then moved to ``x``'s device."""
     return torch.randn(x.shape, generator=rng, device=rng.device if rng is not None else None).to(x.device)
-
-
-def seeded_rng(seed: int, device: torch.device) -> torch.Generator:
-    """The sampler's random stream: on the CUDA device itself there, the CPU generator elsewhere.
-
-    On the CPU this is the stream the samplers always used, so CPU results do not depend on the device code;
-    on CUDA the same seed gives the same images run to run, but not the CPU's images (another stream).
-    """
-    if torch.device(device).type == "cuda":
-        return torch.Generator(device=device).manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def draw_noise(shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:

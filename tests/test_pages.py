@@ -235,3 +235,27 @@ def test_replay_pages_offer_a_launch_without_runs(monkeypatch, tmp_path):
         at = AppTest.from_file(f"../app_pages/{page}", default_timeout=120).run()
         assert not at.exception, at.exception
         assert at.info and at.button(key=key).label.startswith("Launch a 10-per-class")
+
+
+def test_sidebar_device_settings_reach_the_lab(monkeypatch):
+    import genreg_app.state
+    from genreg_core.lab import open_lab as core_open_lab
+
+    opened = []
+
+    def open_lab(*args, **kwargs):
+        opened.append(kwargs)
+        return core_open_lab(*args, **kwargs)
+
+    monkeypatch.setattr(genreg_app.state, "open_lab", open_lab)
+    st.cache_resource.clear()
+    at = AppTest.from_file("../app_pages/home.py", default_timeout=180)
+    at.session_state["genreg.device"] = "cpu"
+    at.session_state["genreg.precision"] = "bf16"
+    at.session_state["genreg.compile"] = "off"
+    at.run()
+    st.cache_resource.clear()
+    assert not at.exception, at.exception
+    labels = [box.label for box in at.sidebar.selectbox]
+    assert labels.index("Precision") == labels.index("Device") + 1 and "Compile the UNet" in labels
+    assert opened == [{"precision": "bf16", "compile": False}]
