@@ -185,3 +185,67 @@ def test_compiled_sampler_matches_eager_on_cpu(tiny_generator, digits):
     finally:
         tiny_generator.compile = None
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_cli_precision_and_compile_flags(tmp_path, capsys):
+    from genreg_core.cli import main
+
+    common = ["sample", "--per-class", "1", "--sampler-steps", "3", "--device", "cpu", "--no-compile", "--out"]
+    assert main([*common, str(tmp_path / "fp32.npz"), "--precision", "fp32"]) == 0
+    assert main([*common, str(tmp_path / "bf16.npz"), "--precision", "bf16"]) == 0
+    fp32, bf16 = (np.load(tmp_path / f"{name}.npz")["images"] for name in ("fp32", "bf16"))
+    assert not np.array_equal(fp32, bf16) and np.abs(fp32 - bf16).mean() < 0.03
+    for bad in (["--precision", "fp16"], ["--compile=yes"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*common, str(tmp_path / "x.npz"), *bad])
+        assert exc.value.code == 2
+        assert bad[0].split("=")[0] in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
+
+
+def _first_step_loss_by_hand(images, labels, unet_config, config):
+    """Step 1 of generator training on the CPU as main drew it: weights, batch, ε, t and label dropout."""
+    import torch.nn.functional as F
+
+    from genreg_core.diffusion import build_scheduler, build_unet
+
+    torch.manual_seed(config.seed)
+    rng = torch.Generator().manual_seed(config.seed)
+    unet = build_unet(unet_config).train()
+    idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=rng)
+    eps = torch.randn(images[idx].shape, generator=rng)
+    t = torch.randint(0, config.num_train_timesteps, (config.batch_size,), generator=rng)
+    drop = torch.rand(config.batch_size, generator=rng) < config.label_dropout
+    y = torch.where(drop, torch.full_like(labels[idx], unet_config.num_classes), labels[idx])
+    x_t = build_scheduler(config).add_noise(images[idx], eps, t)
+    return F.mse_loss(unet(x_t, t, class_labels=y).sample, eps).item()
+
+
+def test_generator_training_precision_on_cpu(digits, tmp_path):
+    from genreg_core.config import GeneratorTrainConfig, get_preset
+    from genreg_core.generator_training import train_generator
+
+    unet_config = get_preset("tiny").unet
+    images, labels = digits.images[:64], digits.labels[:64]
+    losses = {}
+    for precision in ("auto", "bf16"):
+        config = GeneratorTrainConfig(steps=3, batch_size=16, warmup_steps=1, precision=precision)
+        seen = []
+        train_generator(images, labels, unet_config, config, tmp_path / precision,
+                        on_step=lambda s, m, seen=seen: seen.append(m["loss"]))
+        losses[precision] = seen
+    assert losses["auto"][0] == _first_step_loss_by_hand(images, labels, unet_config, config)
+    assert np.isfinite(losses["bf16"]).all() and losses["bf16"][0] != losses["auto"][0]
+    assert abs(losses["bf16"][0] - losses["auto"][0]) < 0.05 * losses["auto"][0]
+    for bad in (GeneratorTrainConfig(steps=1, precision="fp16"), GeneratorTrainConfig(steps=1, compile=None)):
+        with pytest.raises(ValueError, match="precision|compile"):
+            train_generator(images, labels, unet_config, bad, tmp_path / "bad")
+
+
+def test_gpu_preset_sees_as_many_images_with_a_sqrt_scaled_learning_rate():
+    from genreg_core.config import GeneratorTrainConfig, get_preset
+
+    gpu, base = get_preset("gpu").generator, GeneratorTrainConfig()
+    assert gpu.batch_size == 1024 and gpu.steps * gpu.batch_size == 20000 * 256
+    assert gpu.lr == pytest.approx(base.lr * (gpu.batch_size / base.batch_size) ** 0.5)
+    assert gpu.precision == "auto" and gpu.compile is True
