@@ -100,6 +100,7 @@ class TrainConfig:
     mgr_backprop_steps: int | None = None  # MGR: backprop through the UNet in the last k DDIM steps only; None = all
     mgr_synthetic_batch: int = 16  # MGR: synthetic images per step
     mgr_val_fraction: float = 0.2  # MGR: share of the training subset held out as B_val (at least 1 per class)
+    mgr_compile: bool = False  # MGR: torch.compile the UNet of the differentiable DDIM chain (for CUDA; warm-up once)
 
     @classmethod
     def tiny(cls, method: TrainMethod = "ce") -> TrainConfig:

@@ -56,7 +56,7 @@ def predict_eps(generator: Generator, x: torch.Tensor, step: int, labels: torch.
 
     ``unet`` replaces ``generator.unet`` as the network called (a compiled one, say).
     """
-    unet = unet or generator.unet
+    unet = unet if unet is not None else generator.unet
     timestep = torch.full((x.shape[0],), step - 1, device=x.device, dtype=torch.long)
     if not generator.conditional:
         return unet(x, timestep).sample

@@ -249,3 +249,12 @@ def test_gpu_preset_sees_as_many_images_with_a_sqrt_scaled_learning_rate():
     assert gpu.batch_size == 1024 and gpu.steps * gpu.batch_size == 20000 * 256
     assert gpu.lr == pytest.approx(base.lr * (gpu.batch_size / base.batch_size) ** 0.5)
     assert gpu.precision == "auto" and gpu.compile is True
+
+
+def test_mgr_compile_flag_is_validated_and_off_by_default():
+    from genreg_core.config import TrainConfig
+    from genreg_core.methods import make_method
+
+    assert TrainConfig().mgr_compile is False and make_method("mgr", TrainConfig()).compile is False
+    with pytest.raises(ValueError, match="compile"):
+        make_method("mgr", TrainConfig(mgr_compile="yes"))
