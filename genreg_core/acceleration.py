@@ -8,7 +8,6 @@ size chosen from the free memory and, for jobs large enough to repay the warm-up
 from __future__ import annotations
 
 import contextlib
-import weakref
 from typing import Any, Literal
 
 import torch
@@ -25,8 +24,6 @@ FEATURE_MAPS_PER_IMAGE = 16  # live activations per image, in units of one wides
 # numbers, bf16 batch 4,096: 7,494 samples/s eager vs 21,426 compiled at 25 steps after a 22 s warm-up, so
 # the warm-up is repaid after 22 / (1/7,494 − 1/21,426) ≈ 250,000 samples × 25 steps ≈ 6 M image-steps.
 COMPILE_MIN_IMAGE_STEPS = 5_000_000
-
-_COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]] = weakref.WeakKeyDictionary()
 
 
 def resolve_precision(precision: str, device: torch.device) -> Literal["fp32", "bf16"]:
@@ -60,12 +57,9 @@ def resolve_compile(compile: bool | None, device: torch.device, image_steps: int
     return compile
 
 
-def compiled(module: nn.Module, mode: str = "default") -> nn.Module:
-    """``torch.compile(module)``, made once per module and mode in this process (the warm-up is paid once)."""
-    per_module = _COMPILED.setdefault(module, {})
-    if mode not in per_module:
-        per_module[mode] = torch.compile(module, mode=mode, dynamic=False)
-    return per_module[mode]
+def compile_module(module: nn.Module) -> nn.Module:
+    """``torch.compile`` for fixed shapes (inductor; each new input shape compiles once, on its first call)."""
+    return torch.compile(module, dynamic=False)
 
 
 def seeded_rng(seed: int, device: torch.device) -> torch.Generator:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from genreg_core.acceleration import Precision, check_compile_flag, resolve_precision
+from genreg_core.acceleration import Precision, check_compile_flag, compile_module, resolve_precision
 from genreg_core.config import GeneratorTrainConfig, UNetConfig
 
 DEFAULT_GENERATOR_DIR = Path(__file__).parent / "assets" / "digits-ddpm"
@@ -34,6 +34,7 @@ class Generator:
     source: str = ""  # where it was loaded from
     precision: Precision = "auto"  # UNet autocast when sampling: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool | None = None  # torch.compile the UNet when sampling; None: on CUDA for large jobs, never on CPU
+    _compiled_unet: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def conditional(self) -> bool:
@@ -68,6 +69,13 @@ class Generator:
         if step == 0:
             return 1.0
         return float(self.scheduler.alphas_cumprod[step - 1])
+
+    def compiled_unet(self):
+        """The UNet under ``torch.compile``, made once per generator: its warm-up is paid once (the app keeps
+        generators in ``st.cache_resource``, so once per process)."""
+        if self._compiled_unet is None:
+            self._compiled_unet = compile_module(self.unet)
+        return self._compiled_unet
 
     def to(self, device: torch.device | str) -> Generator:
         self.unet.to(device)

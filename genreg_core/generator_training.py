@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from genreg_core.acceleration import autocast, compiled, resolve_precision, seeded_rng
+from genreg_core.acceleration import autocast, compile_module, resolve_precision, seeded_rng
 from genreg_core.config import GeneratorTrainConfig, UNetConfig
 from genreg_core.diffusion import Generator, build_scheduler, build_unet, save_generator
 
@@ -101,7 +101,7 @@ def train_generator(
     start = _load_checkpoint(ckpt_dir, unet, ema, optimizer, rng) if (ckpt_dir / "state.json").exists() else 0
     null_class = unet_config.num_classes if conditional else None
     images, labels = images.to(device), labels.to(device)
-    model = compiled(unet) if train_config.compile else unet
+    model = compile_module(unet) if train_config.compile else unet
     started = time.time()
     loss_value = float("nan")
     for step in range(start, train_config.steps):

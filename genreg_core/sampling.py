@@ -20,7 +20,6 @@ from genreg_core.acceleration import (
     BucketedUNet,
     autocast,
     choose_batch_size,
-    compiled,
     resolve_compile,
     seeded_rng,
 )
@@ -68,7 +67,7 @@ def predict_eps(generator: Generator, x: torch.Tensor, step: int, labels: torch.
         raise ValueError("guidance needs a generator trained with label dropout (no 'no class' token known)")
     null = torch.full_like(labels, generator.null_class)
     eps_c, eps_u = unet(torch.cat([x, x]), torch.cat([timestep, timestep]),
-                                  class_labels=torch.cat([labels, null])).sample.chunk(2)
+                        class_labels=torch.cat([labels, null])).sample.chunk(2)
     return eps_c + guidance_scale * (eps_c - eps_u)
 
 
@@ -134,7 +133,7 @@ def _unet_runner(generator: Generator, n_images: int, n_steps: int, batch_size: 
     """A compiled UNet for this job when ``generator.compile`` asks for one (None: call the UNet eagerly)."""
     if not resolve_compile(generator.compile, generator.device, n_images * n_steps):
         return None
-    return BucketedUNet(compiled(generator.unet), batch_size * (2 if guidance else 1))
+    return BucketedUNet(generator.compiled_unet(), batch_size * (2 if guidance else 1))
 
 
 def _batches(n: int, batch_size: int):

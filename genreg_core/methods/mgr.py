@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genreg_core.acceleration import compiled
 from genreg_core.augment import random_shift_rotate
 from genreg_core.config import SamplerConfig
 from genreg_core.diffusion import Generator
@@ -151,7 +150,7 @@ class MGR(Method):
         if generator.conditional:
             classes = torch.randint(setup.n_classes, (self.synthetic_batch,), generator=setup.rng).to(generator.device)
         latents = self.finder_(u)
-        unet = compiled(generator.unet) if self.compile else None  # fixed shape (S, C, H, W): compiled once
+        unet = generator.compiled_unet() if self.compile else None  # fixed shape (S, C, H, W): compiled once
         x_p = ddim_chain(generator, latents, classes, self.sampler_steps, self.backprop_steps, unet)
         return u, latents, x_p.to(setup.device), classes
 
