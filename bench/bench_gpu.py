@@ -149,11 +149,13 @@ def bench_generator_training(device: torch.device, sizes: Sizes, dataset, split,
                 stamps[step] = time.perf_counter()
 
         with tempfile.TemporaryDirectory() as out:
+            stamps[0] = time.perf_counter()
             train_generator(images, labels, unet, config, out, device=device, on_step=on_step)
         per_s = sizes.train_steps / (stamps[total] - stamps[sizes.train_warmup])
+        warmup_s = stamps[sizes.train_warmup] - stamps[0]  # set-up, compile and the first steps
         rows.append(_progress({"what": f"generator training, {sizes.preset} preset, batch {config.batch_size}, "
                                f"{precision}{' + compile' if compile else ''}", "steps_per_s": per_s,
-                               "projected_preset_s": preset.generator.steps / per_s}))
+                               "warmup_s": warmup_s, "projected_preset_s": warmup_s + preset.generator.steps / per_s}))
     if full:
         rows.append(_train_full_preset(device, preset, dataset, split))
     return rows
