@@ -21,15 +21,20 @@ GENERATOR_CHOICES = {
     "local": "Local diffusers folder",
     "hub": "Hugging Face hub id (online)",
 }
+PRECISION_CHOICES = {"auto": "auto (bf16 on CUDA, fp32 on CPU)", "fp32": "fp32", "bf16": "bf16"}
+COMPILE_CHOICES = {"auto": "auto (CUDA, large jobs)", "on": "on", "off": "off"}
 
 
 @st.cache_resource(show_spinner="Loading data, generator and feature extractor…", max_entries=4)
-def _cached_lab(data_config_json: str, generator_source: str | None, device: str) -> Lab:
-    return open_lab(DataConfig(**json.loads(data_config_json)), generator_source, device)
+def _cached_lab(data_config_json: str, generator_source: str | None, device: str, precision: str = "auto",
+                compile: str = "auto") -> Lab:
+    """One lab per choice, shared by all sessions: a compiled UNet's warm-up is paid once per process."""
+    return open_lab(DataConfig(**json.loads(data_config_json)), generator_source, device, precision=precision,
+                    compile={"auto": None, "on": True, "off": False}[compile])
 
 
-def sidebar() -> tuple[DataConfig, str | None, str]:
-    """Draw the shared sidebar and return (data config, generator source, device)."""
+def sidebar() -> tuple[DataConfig, str | None, str, str, str]:
+    """Draw the shared sidebar and return (data config, generator source, device, precision, compile)."""
     with st.sidebar:
         st.header("Data and models")
         kind = st.selectbox("Dataset", list(DATASET_CHOICES), format_func=DATASET_CHOICES.get, key="genreg.dataset")
@@ -56,17 +61,21 @@ def sidebar() -> tuple[DataConfig, str | None, str]:
             label = "diffusers folder (UNet2DModel or DDPMPipeline)" if gen_kind == "local" else "hub id"
             source = st.text_input(label, key="genreg.generator_source") or None
         device = st.selectbox("Device", ["auto", "cpu", "cuda"], key="genreg.device")
-    return config, source, device
+        precision = st.selectbox("Precision", list(PRECISION_CHOICES), format_func=PRECISION_CHOICES.get,
+                                 key="genreg.precision", help="UNet arithmetic when sampling")
+        compile = st.selectbox("Compile the UNet", list(COMPILE_CHOICES), format_func=COMPILE_CHOICES.get,
+                               key="genreg.compile", help="torch.compile: a warm-up once, then faster sampling")
+    return config, source, device, precision, compile
 
 
 def current_lab() -> Lab:
     """The lab for the sidebar's choices (cached); shows a clear error and stops the page on bad input."""
-    config, source, device = sidebar()
+    config, source, device, precision, compile = sidebar()
     if config.name == "imagefolder" and not config.root:
         st.info("Choose an image folder in the sidebar to continue.")
         st.stop()
     try:
-        return _cached_lab(json.dumps(asdict(config), sort_keys=True), source, device)
+        return _cached_lab(json.dumps(asdict(config), sort_keys=True), source, device, precision, compile)
     except ValueError as exc:
         st.error(str(exc))
         st.stop()
@@ -74,4 +83,5 @@ def current_lab() -> Lab:
 
 def lab_key(lab: Lab) -> str:
     """A stable string identifying the lab's data and generator, for ``st.cache_data`` keys."""
-    return json.dumps([asdict(lab.data_config), lab.generator.source, str(lab.device)], sort_keys=True)
+    return json.dumps([asdict(lab.data_config), lab.generator.source, str(lab.device), lab.generator.precision,
+                       lab.generator.compile], sort_keys=True)

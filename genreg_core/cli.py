@@ -72,6 +72,10 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         train_config.batch_size = args.batch_size
     train_config.seed = args.seed
+    if args.precision is not None:
+        train_config.precision = args.precision
+    if args.compile is not None:
+        train_config.compile = args.compile
     bar = _progress(train_config.steps, "train-generator")
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
@@ -132,7 +136,8 @@ def cmd_train_features(args: argparse.Namespace) -> int:
 def _open_lab(args: argparse.Namespace):
     from genreg_core.lab import open_lab
 
-    return open_lab(_data_config(args), args.generator, args.device)
+    return open_lab(_data_config(args), args.generator, args.device, precision=args.precision or "auto",
+                    compile=args.compile)
 
 
 def _sampler_config(args: argparse.Namespace):
@@ -267,6 +272,14 @@ def _add_lab_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler-steps", type=int_in(1, MAX_SAMPLER_STEPS), default=50, help="DDIM steps")
     p.add_argument("--guidance", type=float_in(0, MAX_GUIDANCE), default=0.0, help="classifier-free guidance scale w")
     p.add_argument("--seed", type=SEED, default=0)
+    _add_acceleration_args(p, "sampling")
+
+
+def _add_acceleration_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help=f"UNet precision for {what} (default: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"torch.compile the UNet for {what} (default: on CUDA for large jobs, off on CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=out_folder, required=True, help="output folder (diffusers DDPMPipeline format)")
     p.add_argument("--checkpoint-dir", type=out_folder, default=None,
                    help="resumable checkpoints (default OUT/checkpoint)")
+    _add_acceleration_args(p, "training")
     p.set_defaults(func=cmd_train_generator)
 
     p = sub.add_parser("train-features", help="train the feature extractor on the real training split")

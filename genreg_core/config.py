@@ -48,6 +48,8 @@ class GeneratorTrainConfig:
     beta_end: float = 0.02  # linear β schedule end
     checkpoint_every: int = 500  # steps between resumable checkpoints
     seed: int = 0  # seed of weights, batches and noise
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool = False  # torch.compile the UNet's training forward (pays a warm-up once per process)
 
 
 @dataclass
@@ -98,6 +100,7 @@ class TrainConfig:
     mgr_backprop_steps: int | None = None  # MGR: backprop through the UNet in the last k DDIM steps only; None = all
     mgr_synthetic_batch: int = 16  # MGR: synthetic images per step
     mgr_val_fraction: float = 0.2  # MGR: share of the training subset held out as B_val (at least 1 per class)
+    mgr_compile: bool = False  # MGR: torch.compile the UNet of the differentiable DDIM chain (for CUDA; warm-up once)
 
     @classmethod
     def tiny(cls, method: TrainMethod = "ce") -> TrainConfig:
@@ -128,9 +131,12 @@ def _tiny() -> Preset:
 
 
 def _gpu() -> Preset:
+    # The same 5.1 M training images as 20,000 steps of 256, in 5,000 steps of 1,024 (fewer, larger launches);
+    # the peak learning rate grows with the square root of the batch (5e-4 at 128 → 1.41e-3 at 1,024).
     return Preset(
         unet=UNetConfig(block_out_channels=(64, 128, 128), layers_per_block=2),
-        generator=GeneratorTrainConfig(steps=20000, batch_size=256),
+        generator=GeneratorTrainConfig(steps=5000, batch_size=1024, lr=5e-4 * (1024 / 128) ** 0.5, warmup_steps=500,
+                                       precision="auto", compile=True),
     )
 
 

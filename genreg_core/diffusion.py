@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from genreg_core.acceleration import Precision, check_compile_flag, compile_module, resolve_precision
 from genreg_core.config import GeneratorTrainConfig, UNetConfig
 
 DEFAULT_GENERATOR_DIR = Path(__file__).parent / "assets" / "digits-ddpm"
@@ -31,6 +32,9 @@ class Generator:
     null_class: int | None = None  # label of the "no class" embedding, for classifier-free guidance
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # where it was loaded from
+    precision: Precision = "auto"  # UNet autocast when sampling: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool | None = None  # torch.compile the UNet when sampling; None: on CUDA for large jobs, never on CPU
+    _compiled_unet: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def conditional(self) -> bool:
@@ -65,6 +69,13 @@ class Generator:
         if step == 0:
             return 1.0
         return float(self.scheduler.alphas_cumprod[step - 1])
+
+    def compiled_unet(self):
+        """The UNet under ``torch.compile``, made once per generator: its warm-up is paid once (the app keeps
+        generators in ``st.cache_resource``, so once per process)."""
+        if self._compiled_unet is None:
+            self._compiled_unet = compile_module(self.unet)
+        return self._compiled_unet
 
     def to(self, device: torch.device | str) -> Generator:
         self.unet.to(device)
@@ -152,14 +163,19 @@ def _looks_like_hub_id(source: str) -> bool:
             and not Path(parts[0]).exists() and all(c.isalnum() or c in "-_." for c in source.replace("/", "")))
 
 
-def load_generator(source: str | Path | None = None, device: torch.device | str = "cpu") -> Generator:
+def load_generator(source: str | Path | None = None, device: torch.device | str = "cpu",
+                   precision: Precision = "auto", compile: bool | None = None) -> Generator:
     """Load a generator in eval mode, frozen.
 
     ``source`` is ``None`` (the shipped digits model), a local ``DDPMPipeline`` folder, a local
     ``UNet2DModel`` folder (default DDPM schedule), or a hub id (needs the network). Only safetensors
     weights are read; a missing or corrupt checkpoint raises ``ValueError`` that names the path.
+    ``precision`` and ``compile`` say how the samplers run its UNet (``genreg_core.acceleration``).
     """
     from diffusers import DDPMScheduler, UNet2DModel
+
+    resolve_precision(precision, torch.device(device))
+    check_compile_flag(compile)
 
     path = Path(source) if source is not None else DEFAULT_GENERATOR_DIR
     try:
@@ -196,4 +212,6 @@ def load_generator(source: str | Path | None = None, device: torch.device | str 
         null_class=metadata.get("null_class"),
         metadata=metadata,
         source=str(source) if source is not None else "shipped digits model",
+        precision=precision,
+        compile=compile,
     )

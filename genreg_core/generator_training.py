@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from genreg_core.acceleration import autocast, compile_module, resolve_precision, seeded_rng
 from genreg_core.config import GeneratorTrainConfig, UNetConfig
 from genreg_core.diffusion import Generator, build_scheduler, build_unet, save_generator
 
@@ -76,15 +77,21 @@ def train_generator(
     """Train a diffusion model on ``images`` (N, C, H, W) in [-1, 1] and save its EMA to ``out_dir``.
 
     Resumes from ``checkpoint_dir`` (default ``out_dir/checkpoint``) when a checkpoint is there.
-    ``on_step(step, {"loss", "lr"})`` is called after every step.
+    ``on_step(step, {"loss", "lr"})`` is called after every step. On CUDA batches and noise are drawn on the
+    device from a seeded device generator and the forward runs under ``train_config.precision`` (bf16 autocast
+    by default); on the CPU the draws and the fp32 maths are those of the CPU generator as before.
     """
     if images.ndim != 4 or images.shape[1] != unet_config.channels or images.shape[-1] != unet_config.sample_size:
         raise ValueError(f"images of shape {tuple(images.shape)} do not fit the UNet config {unet_config}")
     conditional = unet_config.num_classes is not None
     if conditional and int(labels.max()) >= unet_config.num_classes:
         raise ValueError(f"labels go up to {int(labels.max())} but the UNet has {unet_config.num_classes} classes")
+    device = torch.device(device)
+    resolve_precision(train_config.precision, device)
+    if not isinstance(train_config.compile, bool):
+        raise ValueError(f"generator training compile must be true or false, got {train_config.compile!r}")
     torch.manual_seed(train_config.seed)
-    rng = torch.Generator().manual_seed(train_config.seed)
+    rng = seeded_rng(train_config.seed, device)
     unet = build_unet(unet_config).to(device).train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     scheduler = build_scheduler(train_config)
@@ -94,19 +101,23 @@ def train_generator(
     start = _load_checkpoint(ckpt_dir, unet, ema, optimizer, rng) if (ckpt_dir / "state.json").exists() else 0
     null_class = unet_config.num_classes if conditional else None
     images, labels = images.to(device), labels.to(device)
+    model = compile_module(unet) if train_config.compile else unet
     started = time.time()
     loss_value = float("nan")
     for step in range(start, train_config.steps):
-        idx = torch.randint(0, images.shape[0], (train_config.batch_size,), generator=rng).to(device)
+        idx = torch.randint(0, images.shape[0], (train_config.batch_size,), generator=rng, device=rng.device).to(device)
         x0 = images[idx]  # (B, C, H, W)
-        eps = torch.randn(x0.shape, generator=rng).to(device)
-        t = torch.randint(0, train_config.num_train_timesteps, (x0.shape[0],), generator=rng).to(device)
+        eps = torch.randn(x0.shape, generator=rng, device=rng.device).to(device)
+        t = torch.randint(0, train_config.num_train_timesteps, (x0.shape[0],), generator=rng,
+                          device=rng.device).to(device)
         x_t = scheduler.add_noise(x0, eps, t)
         class_labels = None
         if conditional:
-            drop = torch.rand(x0.shape[0], generator=rng).to(device) < train_config.label_dropout
+            drop = torch.rand(x0.shape[0], generator=rng, device=rng.device).to(device) < train_config.label_dropout
             class_labels = torch.where(drop, torch.full_like(labels[idx], null_class), labels[idx])
-        loss = F.mse_loss(unet(x_t, t, class_labels=class_labels).sample, eps)
+        with autocast(train_config.precision, device):
+            prediction = model(x_t, t, class_labels=class_labels).sample  # (B, C, H, W)
+        loss = F.mse_loss(prediction.float(), eps)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"generator loss became {loss.item()} at step {step}")
         lr = _lr_at(step, train_config)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genreg_core.acceleration import Precision
 from genreg_core.config import DataConfig, FeatureConfig, SamplerConfig
 from genreg_core.data import ImageDataset, Split, dataset_shape, load_dataset, split_dataset
 from genreg_core.device import resolve_device
@@ -105,12 +106,16 @@ def check_compatible(generator: Generator, dataset: ImageDataset) -> None:
 
 def open_lab(data_config: DataConfig | None = None, generator_source: str | None = None, device: str = "auto",
              feature_config: FeatureConfig | None = None,
-             on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Lab:
-    """Load the dataset, split it, load the generator and get the feature extractor (shipped or cached)."""
+             on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+             precision: Precision = "auto", compile: bool | None = None) -> Lab:
+    """Load the dataset, split it, load the generator and get the feature extractor (shipped or cached).
+
+    ``precision`` and ``compile`` say how the generator's UNet runs when sampling (see ``acceleration``).
+    """
     data_config = data_config or DataConfig()
     feature_config = feature_config or FeatureConfig()
     dev = resolve_device(device)
-    generator = load_generator(generator_source, dev)
+    generator = load_generator(generator_source, dev, precision, compile)
     channels, image_size = dataset_shape(data_config)  # headers only: refuse a mismatch before decoding the data
     check_shape(generator, channels, image_size)
     dataset = load_dataset(replace(data_config, channels=channels))

@@ -16,6 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from genreg_core.acceleration import (
+    BucketedUNet,
+    autocast,
+    choose_batch_size,
+    resolve_compile,
+    seeded_rng,
+)
 from genreg_core.config import SamplerConfig
 from genreg_core.diffusion import Generator
 
@@ -43,20 +50,24 @@ def step_grid(t: int, sampler: SamplerConfig) -> list[int]:
 
 
 def predict_eps(generator: Generator, x: torch.Tensor, step: int, labels: torch.Tensor | None,
-                guidance_scale: float = 0.0) -> torch.Tensor:
-    """ε_θ(x_s, s, y), with classifier-free guidance ``ε_c + w (ε_c − ε_∅)`` when ``w > 0``."""
+                guidance_scale: float = 0.0, unet: Callable | None = None) -> torch.Tensor:
+    """ε_θ(x_s, s, y), with classifier-free guidance ``ε_c + w (ε_c − ε_∅)`` when ``w > 0``.
+
+    ``unet`` replaces ``generator.unet`` as the network called (a compiled one, say).
+    """
+    unet = unet if unet is not None else generator.unet
     timestep = torch.full((x.shape[0],), step - 1, device=x.device, dtype=torch.long)
     if not generator.conditional:
-        return generator.unet(x, timestep).sample
+        return unet(x, timestep).sample
     if labels is None:
         raise ValueError("this generator is class-conditional: labels are required")
     if guidance_scale == 0.0:
-        return generator.unet(x, timestep, class_labels=labels).sample
+        return unet(x, timestep, class_labels=labels).sample
     if generator.null_class is None:
         raise ValueError("guidance needs a generator trained with label dropout (no 'no class' token known)")
     null = torch.full_like(labels, generator.null_class)
-    eps_c, eps_u = generator.unet(torch.cat([x, x]), torch.cat([timestep, timestep]),
-                                  class_labels=torch.cat([labels, null])).sample.chunk(2)
+    eps_c, eps_u = unet(torch.cat([x, x]), torch.cat([timestep, timestep]),
+                        class_labels=torch.cat([labels, null])).sample.chunk(2)
     return eps_c + guidance_scale * (eps_c - eps_u)
 
 
@@ -68,11 +79,12 @@ def add_noise(generator: Generator, x0: torch.Tensor, t: int, noise: torch.Tenso
 
 def reverse_process(generator: Generator, x_t: torch.Tensor, labels: torch.Tensor | None, t: int,
                     sampler: SamplerConfig, rng: torch.Generator | None = None,
-                    record_trajectory: bool = False) -> ReverseResult:
+                    record_trajectory: bool = False, unet: Callable | None = None) -> ReverseResult:
     """Run the reverse sampler from ``x_t`` at step ``t`` down to step 0.
 
     DDIM (eq. 12 of Song et al.): ``x_{s'} = sqrt(ᾱ_{s'}) x̂_0 + sqrt(1 − ᾱ_{s'} − σ²) ε̂ + σ z``.
     DDPM ancestral: ``x_{s−1} ~ N(μ̃_s(x_s, x̂_0), β̃_s I)`` (eq. 7 of Ho et al.).
+    The UNet runs under ``generator.precision`` (bf16 autocast or plain fp32); the update itself is fp32.
     """
     steps = step_grid(t, sampler)
     ab = {s: generator.alpha_bar(s) for s in steps}  # ᾱ_s as Python floats: no tensor ops on scalars
@@ -80,7 +92,9 @@ def reverse_process(generator: Generator, x_t: torch.Tensor, labels: torch.Tenso
     trajectory = []
     with torch.inference_mode():
         for s, s_next in zip(steps[:-1], steps[1:]):
-            eps = predict_eps(generator, x, s, labels, sampler.guidance_scale)
+            with autocast(generator.precision, x.device):
+                eps = predict_eps(generator, x, s, labels, sampler.guidance_scale, unet)
+            eps = eps.float()  # (N, C, H, W); a no-op in fp32
             x0_hat = (x - math.sqrt(1 - ab[s]) * eps) / math.sqrt(ab[s])
             if sampler.clip_sample:
                 x0_hat = x0_hat.clamp(-1, 1)
@@ -105,7 +119,21 @@ def reverse_process(generator: Generator, x_t: torch.Tensor, labels: torch.Tenso
 
 
 def _randn_like(x: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=rng).to(x.device)
+    """Noise drawn where ``rng`` lives (the CPU without one), then moved to ``x``'s device."""
+    return torch.randn(x.shape, generator=rng, device=rng.device if rng is not None else None).to(x.device)
+
+
+def draw_noise(shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
+    """ε ~ N(0, I) of ``shape`` on ``rng``'s device."""
+    return torch.randn(shape, generator=rng, device=rng.device)
+
+
+def _unet_runner(generator: Generator, n_images: int, n_steps: int, batch_size: int,
+                 guidance: bool) -> BucketedUNet | None:
+    """A compiled UNet for this job when ``generator.compile`` asks for one (None: call the UNet eagerly)."""
+    if not resolve_compile(generator.compile, generator.device, n_images * n_steps):
+        return None
+    return BucketedUNet(generator.compiled_unet(), batch_size * (2 if guidance else 1))
 
 
 def _batches(n: int, batch_size: int):
@@ -143,28 +171,35 @@ def _start_point(generator: Generator, x0: torch.Tensor, t: int, eps: torch.Tens
 
 
 def reconstruct(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | None, t: int,
-                sampler: SamplerConfig | None = None, seed: int = 0, batch_size: int = 256,
+                sampler: SamplerConfig | None = None, seed: int = 0, batch_size: int | None = None,
                 noise: torch.Tensor | None = None, on_progress: ProgressCallback | None = None) -> torch.Tensor:
     """Noise ``x0`` (N, C, H, W) to exactly step ``t`` and run the reverse process back to 0.
 
     ``t = 0`` returns ``x0`` unchanged; ``t = T`` ignores ``x0`` (ᾱ_T ≈ 4e-5) and is plain generation
-    from pure noise. The same ``seed`` (or the same ``noise``) gives the same output.
+    from pure noise. The same ``seed`` (or the same ``noise``) gives the same output on the same device.
+    ``batch_size`` None picks it from the device (``acceleration.choose_batch_size``: 256 on the CPU).
     """
     sampler = sampler or SamplerConfig()
     check_sampler(sampler)
     _check_start(generator, labels, t)
     if t == 0:
         return x0.clone()
-    rng = torch.Generator().manual_seed(seed)
-    if noise is None:
-        noise = torch.randn(x0.shape, generator=rng)
     device = generator.device
+    if batch_size is None:
+        batch_size = choose_batch_size(generator.unet, device, sampler.guidance_scale > 0)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    rng = seeded_rng(seed, device)
+    if noise is None:
+        noise = draw_noise(tuple(x0.shape), rng)
+    runner = _unet_runner(generator, x0.shape[0], len(step_grid(t, sampler)) - 1, batch_size,
+                          sampler.guidance_scale > 0)
     out = torch.empty_like(x0)
     n_batches = (x0.shape[0] + batch_size - 1) // batch_size
     for i, sl in enumerate(_batches(x0.shape[0], batch_size)):
         x_t = _start_point(generator, x0[sl].to(device), t, noise[sl].to(device))
         batch_labels = labels[sl].to(device) if labels is not None else None
-        out[sl] = reverse_process(generator, x_t, batch_labels, t, sampler, rng).images.to(out.device)
+        out[sl] = reverse_process(generator, x_t, batch_labels, t, sampler, rng, unet=runner).images.to(out.device)
         if on_progress is not None:
             on_progress(i + 1, n_batches)
     return out
@@ -188,9 +223,9 @@ def reconstruct_view(generator: Generator, x0: torch.Tensor, labels: torch.Tenso
     _check_start(generator, labels, t)
     if t == 0:
         return ReconstructionView(x0.clone(), x0.clone(), [0], None)
-    rng = torch.Generator().manual_seed(seed)
-    noise = torch.randn(x0.shape, generator=rng)
     device = generator.device
+    rng = seeded_rng(seed, device)
+    noise = draw_noise(tuple(x0.shape), rng)
     x_t = _start_point(generator, x0.to(device), t, noise.to(device))
     result = reverse_process(generator, x_t, labels.to(device) if labels is not None else None, t, sampler, rng,
                              record_trajectory=True)
@@ -201,7 +236,7 @@ def reconstruct_many(generator: Generator, x0: torch.Tensor, labels: torch.Tenso
                      sampler: SamplerConfig | None = None, seed: int = 0,
                      on_progress: ProgressCallback | None = None) -> torch.Tensor:
     """Reconstructions of the same images from each t with one shared noise draw: (len(t), N, C, H, W)."""
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    noise = draw_noise(tuple(x0.shape), seeded_rng(seed, generator.device))
     out = []
     for i, t in enumerate(t_values):
         out.append(reconstruct(generator, x0, labels, t, sampler, seed, noise=noise).cpu())
@@ -211,7 +246,7 @@ def reconstruct_many(generator: Generator, x0: torch.Tensor, labels: torch.Tenso
 
 
 def sample_images(generator: Generator, labels: torch.Tensor | None, n: int | None = None,
-                  sampler: SamplerConfig | None = None, seed: int = 0, batch_size: int = 256,
+                  sampler: SamplerConfig | None = None, seed: int = 0, batch_size: int | None = None,
                   on_progress: ProgressCallback | None = None) -> torch.Tensor:
     """Generate images from pure noise: one per label (conditional), or ``n`` (unconditional)."""
     if labels is None and n is None:

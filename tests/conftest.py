@@ -10,6 +10,16 @@ from genreg_core.data import load_digits_dataset, split_dataset
 from genreg_core.diffusion import Generator, build_scheduler, build_unet
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped where CUDA is not available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory):
     """Caches, uploads and runs of the tests go to a temporary GENREG_HOME."""

@@ -393,3 +393,25 @@ def test_server_hides_tracebacks_from_the_browser():
     config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
     value = config["client"]["showErrorDetails"]
     assert value == ShowErrorDetailsConfigOptions.NONE  # a generic message in the browser, the traceback in the log
+def test_sidebar_device_settings_reach_the_lab(monkeypatch):
+    import genreg_app.state
+    from genreg_core.lab import open_lab as core_open_lab
+
+    opened = []
+
+    def open_lab(*args, **kwargs):
+        opened.append(kwargs)
+        return core_open_lab(*args, **kwargs)
+
+    monkeypatch.setattr(genreg_app.state, "open_lab", open_lab)
+    st.cache_resource.clear()
+    at = AppTest.from_file("../app_pages/home.py", default_timeout=180)
+    at.session_state["genreg.device"] = "cpu"
+    at.session_state["genreg.precision"] = "bf16"
+    at.session_state["genreg.compile"] = "off"
+    at.run()
+    st.cache_resource.clear()
+    assert not at.exception, at.exception
+    labels = [box.label for box in at.sidebar.selectbox]
+    assert labels.index("Precision") == labels.index("Device") + 1 and "Compile the UNet" in labels
+    assert opened == [{"precision": "bf16", "compile": False}]

@@ -18,6 +18,7 @@ never the cross-entropy or the head:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -55,23 +56,24 @@ class Finder(nn.Module):
 
 
 def ddim_chain(generator: Generator, x_T: torch.Tensor, labels: torch.Tensor | None, n_steps: int,
-               backprop_steps: int | None = None) -> torch.Tensor:
+               backprop_steps: int | None = None, unet: Callable | None = None) -> torch.Tensor:
     """Deterministic DDIM from noise ``x_T`` to ``x_0``, differentiable in ``x_T`` (Song et al. 2021, eq. 12, η = 0).
 
     Each step: ``x̂_0 = clip((x_s − sqrt(1 − ᾱ_s) ε̂) / sqrt(ᾱ_s))``, ``ε̂ ← (x_s − sqrt(ᾱ_s) x̂_0) / sqrt(1 − ᾱ_s)``,
     ``x_{s'} = sqrt(ᾱ_{s'}) x̂_0 + sqrt(1 − ᾱ_{s'}) ε̂`` — the update of ``sampling.reverse_process``.
     With ``backprop_steps = k`` only the last ``k`` steps backpropagate through the UNet; earlier steps treat
     ``ε_θ`` as a constant but keep the (linear) update differentiable, so ``x_T`` still gets a gradient.
+    ``unet`` replaces ``generator.unet`` (a compiled one: the chain then launches a few fused kernels per step).
     """
     steps = step_grid(generator.num_train_timesteps, SamplerConfig(n_steps=n_steps))
     first_with_unet = 0 if backprop_steps is None else max(0, len(steps) - 1 - backprop_steps)
     x = x_T
     for i, (s, s_next) in enumerate(zip(steps[:-1], steps[1:])):
         if i >= first_with_unet:
-            eps = predict_eps(generator, x, s, labels)
+            eps = predict_eps(generator, x, s, labels, unet=unet)
         else:
             with torch.no_grad():
-                eps = predict_eps(generator, x, s, labels)
+                eps = predict_eps(generator, x, s, labels, unet=unet)
         ab, ab_next = generator.alpha_bar(s), generator.alpha_bar(s_next)
         x0_hat = ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1, 1)
         eps = (x - math.sqrt(ab) * x0_hat) / math.sqrt(1 - ab)
@@ -106,11 +108,13 @@ class MGR(Method):
 
     def __init__(self, base: Method, weight: float = 1.0, finder_lr: float = 1e-3, meta_period: int = 1,
                  sampler_steps: int = 10, backprop_steps: int | None = None, synthetic_batch: int = 16,
-                 val_batch: int = 32):
+                 val_batch: int = 32, compile: bool = False):
         if weight < 0 or meta_period < 1 or sampler_steps < 1 or synthetic_batch < 1 or val_batch < 1:
             raise ValueError("MGR needs λ ≥ 0 and a meta period, sampler steps and batch sizes of at least 1")
         if backprop_steps is not None and backprop_steps < 1:
             raise ValueError(f"MGR backprop_steps must be at least 1 (or None for all), got {backprop_steps}")
+        if not isinstance(compile, bool):
+            raise ValueError(f"MGR compile must be true or false, got {compile!r}")
         self.base = base
         self.name = "mgr" if base.name == "ce" else f"mgr+{base.name}"
         self.weight = weight
@@ -120,6 +124,7 @@ class MGR(Method):
         self.backprop_steps = backprop_steps
         self.synthetic_batch = synthetic_batch
         self.val_batch = val_batch
+        self.compile = compile
 
     def start(self, setup: MethodSetup) -> None:
         super().start(setup)
@@ -145,7 +150,8 @@ class MGR(Method):
         if generator.conditional:
             classes = torch.randint(setup.n_classes, (self.synthetic_batch,), generator=setup.rng).to(generator.device)
         latents = self.finder_(u)
-        x_p = ddim_chain(generator, latents, classes, self.sampler_steps, self.backprop_steps)
+        unet = generator.compiled_unet() if self.compile else None  # fixed shape (S, C, H, W): compiled once
+        x_p = ddim_chain(generator, latents, classes, self.sampler_steps, self.backprop_steps, unet)
         return u, latents, x_p.to(setup.device), classes
 
     def _val_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
