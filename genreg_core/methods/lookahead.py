@@ -1,50 +1,25 @@
-"""What the meta-learned generative methods share: a differentiable DDIM chain and a one-step lookahead.
+"""What the meta-learned generative methods share: a one-step lookahead and its validation loss.
 
 MGR (ALGORITHMS.md §5) and GSSL (§6) both pick generator latents by the validation loss of the classifier
 after one differentiable SGD step on a regularizer of the synthetic samples:
 ``θ' = θ − η ∇_θ [L_real(B_tr; θ) + λ mean_i w_i ℓ_i(x_p; θ)]`` then ``CE(B_val; θ')``
-(``torch.func.functional_call`` on a dict of parameters, no writes into the module).
+(``torch.func.functional_call`` on a dict of parameters, no writes into the module). The synthetic samples come
+from ``sampling.ddim_chain``, re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from genreg_core.config import SamplerConfig
-from genreg_core.diffusion import Generator
 from genreg_core.features import ConvNet
 from genreg_core.methods.base import Forward, functional_forward, model_params
-from genreg_core.sampling import predict_eps, step_grid
+from genreg_core.sampling import ddim_chain
 
-
-def ddim_chain(generator: Generator, x_T: torch.Tensor, labels: torch.Tensor | None, n_steps: int,
-               backprop_steps: int | None = None) -> torch.Tensor:
-    """Deterministic DDIM from noise ``x_T`` to ``x_0``, differentiable in ``x_T`` (Song et al. 2021, eq. 12, η = 0).
-
-    Each step: ``x̂_0 = clip((x_s − sqrt(1 − ᾱ_s) ε̂) / sqrt(ᾱ_s))``, ``ε̂ ← (x_s − sqrt(ᾱ_s) x̂_0) / sqrt(1 − ᾱ_s)``,
-    ``x_{s'} = sqrt(ᾱ_{s'}) x̂_0 + sqrt(1 − ᾱ_{s'}) ε̂`` — the update of ``sampling.reverse_process``.
-    With ``backprop_steps = k`` only the last ``k`` steps backpropagate through the UNet; earlier steps treat
-    ``ε_θ`` as a constant but keep the (linear) update differentiable, so ``x_T`` still gets a gradient.
-    """
-    steps = step_grid(generator.num_train_timesteps, SamplerConfig(n_steps=n_steps))
-    first_with_unet = 0 if backprop_steps is None else max(0, len(steps) - 1 - backprop_steps)
-    x = x_T
-    for i, (s, s_next) in enumerate(zip(steps[:-1], steps[1:])):
-        if i >= first_with_unet:
-            eps = predict_eps(generator, x, s, labels)
-        else:
-            with torch.no_grad():
-                eps = predict_eps(generator, x, s, labels)
-        ab, ab_next = generator.alpha_bar(s), generator.alpha_bar(s_next)
-        x0_hat = ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1, 1)
-        eps = (x - math.sqrt(ab) * x0_hat) / math.sqrt(1 - ab)
-        x = x0_hat if s_next == 0 else math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps
-    return x
+__all__ = ["LookaheadResult", "ddim_chain", "lookahead", "lookahead_validation", "pick_batch"]
 
 
 def lookahead(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
