@@ -14,10 +14,16 @@ Radii are per image, over all of ``z``'s C·H·W entries.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from genreg_core.diffusion import Generator
+from genreg_core.features import ConvNet
+from genreg_core.inversion import decode, invert
 
 PerturbationKind = Literal["rand", "away", "adv"]
 PerturbationNorm = Literal["l2", "linf"]
@@ -93,3 +99,51 @@ def perturb_latents(kind: PerturbationKind, z: torch.Tensor, eps: float, norm: P
     if eps == 0:
         return z.clone()
     return z + pgd_delta(z, target, decode, classify, eps, eps if alpha is None else alpha, steps, norm)
+
+
+@dataclass
+class PerturbationView:
+    """What a page shows for a few images: perturbed decodings for growing ε and the classifier's response."""
+
+    eps_values: list[float]  # (E,) radii, increasing
+    round_trip: torch.Tensor  # (N, C, H, W) decode(invert(x_0)): the ε = 0 reference
+    decodings: torch.Tensor  # (E, N, C, H, W) clamp(decode(z + Δz)) per radius
+    probabilities: np.ndarray  # (E + 1, N, K) classifier softmax on the round trip (row 0) and on each decoding
+    target: np.ndarray  # (N,) ŷ, the classifier's prediction on the original images (adv attacks it)
+    latent_rms: np.ndarray  # (E,) RMS of Δz per radius, over images and entries
+
+
+def perturbation_view(generator: Generator, classifier: ConvNet, x0: torch.Tensor, labels: torch.Tensor | None,
+                      kind: PerturbationKind, norm: PerturbationNorm, eps_values: list[float], tau: int,
+                      n_steps: int = 10, pgd_steps: int = 1, seed: int = 0) -> PerturbationView:
+    """Invert ``x0`` (N, C, H, W) to depth τ once, perturb its latents with each ε (one seed for every ε) and decode.
+
+    ``classifier`` (eval mode) labels the results; for ``adv`` the PGD (α = ε / K) attacks its prediction ``ŷ``.
+    """
+    for eps in eps_values:
+        check_perturbation(kind, norm, eps)
+    device = generator.device
+    was_training = classifier.training
+    classifier.eval()
+    z = invert(generator, x0, labels, tau, n_steps).to(device)
+    y = labels.to(device) if labels is not None else None
+
+    def dec(latent: torch.Tensor) -> torch.Tensor:
+        return decode(generator, latent, y, tau, n_steps)
+
+    with torch.no_grad():
+        target = classifier(x0.to(device)).argmax(1)
+        round_trip = dec(z)
+    decodings, shifts = [], []
+    for eps in sorted(eps_values):
+        rng = torch.Generator().manual_seed(seed)
+        z_pert = perturb_latents(kind, z, eps, norm, rng, target, dec, classifier, eps / pgd_steps, pgd_steps)
+        with torch.no_grad():
+            decodings.append(dec(z_pert))
+        shifts.append(float((z_pert - z).pow(2).mean().sqrt()))
+    stacked = torch.stack(decodings) if decodings else torch.zeros(0, *x0.shape)  # (E, N, C, H, W)
+    with torch.no_grad():
+        probs = torch.stack([classifier(images).softmax(1) for images in [round_trip, *stacked]])  # (E + 1, N, K)
+    classifier.train(was_training)
+    return PerturbationView(sorted(eps_values), round_trip.cpu(), stacked.cpu(), probs.cpu().numpy(),
+                            target.cpu().numpy(), np.array(shifts))

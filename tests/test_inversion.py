@@ -1,4 +1,4 @@
-"""DDIM inversion and decoding: identity at τ = 0, a round-trip bound on the tiny preset, errors shrinking with steps."""
+"""DDIM inversion and decoding: identity at τ = 0, a round-trip bound on the tiny preset, fewer errors with steps."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from genreg_core.config import FeatureConfig
 from genreg_core.features import build_convnet
 from genreg_core.inversion import decode, invert
-from genreg_core.perturbation import perturb_latents, project
+from genreg_core.perturbation import perturb_latents, perturbation_view, project
 
 
 def _z(n=6):
@@ -75,3 +76,18 @@ def test_pgd_raises_the_classifier_loss_within_the_radius(norm, eps, digits, tin
                                     target).item()
     assert adv_loss > clean_loss
     assert adv_loss - clean_loss > abs(rand_loss - clean_loss)  # the attack beats a random draw of the same radius
+
+
+def test_perturbation_view_grows_with_eps_and_adv_lowers_the_predicted_class(digits, tiny_generator):
+    torch.manual_seed(0)
+    model = build_convnet(FeatureConfig(width=8, feature_dim=32), 1, 10).eval()
+    x0, labels = digits.images[:4], digits.labels[:4]
+    view = perturbation_view(tiny_generator, model, x0, labels, "adv", "linf", [0.1, 0.02], 200, 2)
+    assert view.eps_values == [0.02, 0.1] and view.decodings.shape == (2, 4, 1, 16, 16)
+    assert view.probabilities.shape == (3, 4, 10) and view.target.shape == (4,)
+    torch.testing.assert_close(view.round_trip, decode(tiny_generator, invert(tiny_generator, x0, labels, 200, 2),
+                                                       labels, 200, 2).detach())
+    assert view.latent_rms[0] < view.latent_rms[1] <= 0.1 + 1e-6
+    p_target = view.probabilities[:, np.arange(4), view.target].mean(1)  # (E + 1,) mean p(ŷ)
+    assert p_target[2] < p_target[0]
+    assert model.training is False
