@@ -87,7 +87,7 @@ class GSSL(Method):
         self.initial_latents_ = randn(shape, setup.rng, generator.device)
         self.latents_ = self.initial_latents_.clone()
         classes = torch.arange(setup.n_classes).repeat_interleave(self.bank_per_class)
-        self.classes_ = classes.to(generator.device) if generator.conditional else torch.full((n,), -1)
+        self.classes_ = (classes if generator.conditional else torch.full((n,), -1)).to(generator.device)
         self.n_steps_ = 0
         self.val_before_: list[float] = []
         self.val_after_: list[float] = []
