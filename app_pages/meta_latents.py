@@ -8,24 +8,28 @@ import streamlit as st
 from genreg_app.runs import pick_run, run_store
 from genreg_app.state import current_lab, lab_key
 from genreg_core.imaging import make_grid
-from genreg_core.meta_latents import replay_meta_latents
+from genreg_core.meta_latents import META_METHODS, replay_meta_latents, snapshot_sampler_steps
 from genreg_core.plots import latent_scatter
 
-st.title("Meta-selected latents (MGR)")
+st.title("Meta-selected latents (MGR, GSSL)")
 st.markdown(
     "*Regularizing Neural Networks with Meta-Learning Generative Models* (Yamaguchi et al., NeurIPS 2023) does not "
     "use random synthetic samples: a finder network F_ω maps random latents u to latents whose samples, used in a "
     "feature-consistency regularizer, **lower the validation loss after a one-step lookahead**. Here each recorded "
     "batch is shown twice — decoded from the random u and from the selected F_ω(u), same class, same DDIM chain — "
-    "so the difference is the finder's doing."
+    "so the difference is the finder's doing. *Generative Semi-supervised Learning with Meta-Optimized Synthetic "
+    "Samples* (ACML 2023) drops the finder and moves the latents themselves, by the same lookahead plus a "
+    "similarity-to-real term: for a GSSL run, u is a latent's initial draw and the selected one its optimized value."
 )
 lab = current_lab()
-run_id = pick_run(lab, ("mgr", "mgr+adarand"), "MGR run", key="ml.run")
+run_id = pick_run(lab, META_METHODS, "MGR or GSSL run", key="ml.run")
+gssl = run_store().load_spec(run_id).train.method == "gssl"
+u_name, selected_name = ("initial z₀", "optimized z") if gssl else ("random latents u", "meta-selected F_ω(u)")
 
 
 @st.cache_data(show_spinner="Decoding the random latents…", max_entries=8)
 def _replay(key: str, run_id: str, n_epochs: int):
-    steps = run_store().load_spec(run_id).train.mgr_sampler_steps
+    steps = snapshot_sampler_steps(run_store().load_spec(run_id).train)
     return replay_meta_latents(lab, run_store().load_snapshots(run_id), steps)
 
 
@@ -42,9 +46,9 @@ names = lab.dataset.class_names
 order = np.argsort(replay.classes[i], kind="stable")
 left, right = st.columns(2)
 left.image(make_grid(replay.random[i][order], 8, scale=4),
-           caption="random latents u → G(u, c); classes " + ", ".join(names[c] for c in replay.classes[i][order]))
+           caption=f"{u_name} → G(·, c); classes " + ", ".join(names[c] for c in replay.classes[i][order]))
 right.image(make_grid(replay.selected[i][order], 8, scale=4),
-            caption=f"meta-selected F_ω(u) → G(F_ω(u), c); RMS latent shift {replay.latent_shift[i]:.3f}")
+            caption=f"{selected_name} → G(·, c); RMS latent shift {replay.latent_shift[i]:.3f}")
 
 st.subheader("Where they fall in feature space")
 st.plotly_chart(latent_scatter(replay.real_xy, replay.real_labels, replay.random_xy[i], replay.selected_xy[i],
@@ -66,6 +70,7 @@ c1.plotly_chart(fig, key="ml.losses")
 influence = replay.influence[i]
 bars = go.Figure(go.Bar(x=[f"#{j} ({names[c]})" for j, c in enumerate(replay.classes[i])], y=influence,
                         marker_color=np.where(influence < 0, "#2ca02c", "#d62728")))
-bars.update_layout(height=320, yaxis_title="influence (−λ ∇CE_val·∇ℓ_PCR)", margin=dict(l=10, r=10, t=30, b=10))
+bars.update_layout(height=320, yaxis_title=f"influence (−λ ∇CE_val·∇ℓ_{'cos' if gssl else 'PCR'})",
+                   margin=dict(l=10, r=10, t=30, b=10))
 c2.plotly_chart(bars, key="ml.influence")
 st.caption("Green samples lower the validation loss (negative influence), red ones raise it.")

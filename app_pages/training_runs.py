@@ -10,6 +10,7 @@ from genreg_app.runs import guarded, run_store, store_errors
 from genreg_app.state import current_lab
 from genreg_core.config import TrainConfig
 from genreg_core.methods import METHODS
+from genreg_core.perturbation import KINDS, NORMS
 from genreg_core.plots import run_curves
 from genreg_core.runs import EPOCH_KEYS, RunSpec, summarize_runs
 from genreg_core.worker import DEFAULT_MAX_CONCURRENT, launch_run
@@ -21,6 +22,8 @@ METHOD_NOTES = {
     "adarand": "AdaRand (Yamaguchi et al., CVPR 2024): adaptive class-conditional reference vectors",
     "mgr": "MGR (Yamaguchi et al., NeurIPS 2023): meta-selected synthetic samples in a feature regularizer",
     "mgr+adarand": "MGR and AdaRand together",
+    "semantic": "semantic perturbations (Yüksel et al., ICCV 2021): CE on decodings of perturbed DDIM-inverted latents",
+    "gssl": "GSSL (ACML 2023): cosine consistency on synthetic samples whose latents are meta-optimized directly",
 }
 
 st.title("Live training runs")
@@ -56,6 +59,20 @@ with st.form("tr.form"):
         mgr_weight = h4.number_input("MGR λ", 0.0, 100.0, defaults.mgr_weight, key="tr.mgr_weight")
         mgr_steps = h4.number_input("MGR DDIM steps", 1, 50, defaults.mgr_sampler_steps, key="tr.mgr_steps")
         mgr_period = h4.number_input("MGR meta period", 1, 100, defaults.mgr_meta_period, key="tr.mgr_period")
+        s1, s2, s3, s4 = st.columns(4)
+        sem_kind = s1.selectbox("Semantic perturbation", list(KINDS), key="tr.sem_kind")
+        sem_norm = s1.selectbox("Semantic ball", list(NORMS), index=list(NORMS).index(defaults.semantic_norm),
+                                key="tr.sem_norm")
+        sem_eps = s2.number_input("Semantic ε (0 = the paper's default for the kind)", 0.0, 10.0, 0.0, format="%.3f",
+                                  key="tr.sem_eps")
+        sem_ratio = s2.number_input("Semantic mix ratio ρ (perturbed share)", 0.0, 1.0, defaults.semantic_ratio,
+                                    key="tr.sem_ratio")
+        sem_tau = s3.number_input("Semantic inversion depth τ", 1, 1000, defaults.semantic_tau, key="tr.sem_tau")
+        gssl_weight = s3.number_input("GSSL λ", 0.0, 100.0, defaults.gssl_weight, key="tr.gssl_weight")
+        gssl_sim = s4.number_input("GSSL similarity-to-real γ", 0.0, 100.0, defaults.gssl_sim_weight,
+                                   key="tr.gssl_sim")
+        gssl_lr = s4.number_input("GSSL latent step β", 1e-4, 1.0, defaults.gssl_latent_lr, format="%.4f",
+                                  key="tr.gssl_lr")
     max_concurrent = st.number_input("Runs at once (the rest queue)", 1, 8, DEFAULT_MAX_CONCURRENT, key="tr.max")
     launch = st.form_submit_button("Launch", type="primary")
 
@@ -71,7 +88,10 @@ if launch:
                            batch_size=int(batch), gda_ratio=float(gda_ratio), randreg_weight=float(reg_weight),
                            adarand_alpha=float(alpha), adarand_prior_lr=float(prior_lr),
                            mgr_weight=float(mgr_weight), mgr_sampler_steps=int(mgr_steps),
-                           mgr_meta_period=int(mgr_period))
+                           mgr_meta_period=int(mgr_period), semantic_perturbation=sem_kind, semantic_norm=sem_norm,
+                           semantic_eps=float(sem_eps) or None, semantic_ratio=float(sem_ratio),
+                           semantic_tau=int(sem_tau), gssl_weight=float(gssl_weight),
+                           gssl_sim_weight=float(gssl_sim), gssl_latent_lr=float(gssl_lr))
         with store_errors(stop=False):
             for method in methods:
                 for seed in seeds:

@@ -24,7 +24,7 @@ from genreg_core.data import load_digits_dataset, split_dataset
 from genreg_core.diffusion import DEFAULT_GENERATOR_DIR, Generator, build_scheduler, build_unet, load_generator
 from genreg_core.features import build_convnet
 from genreg_core.methods import METHODS, MethodSetup, make_method
-from genreg_core.methods.mgr import ddim_chain
+from genreg_core.methods.lookahead import ddim_chain
 from genreg_core.training import TrainCallbacks, train_classifier
 
 

@@ -11,9 +11,10 @@ mean ± std over seeds. Writes a markdown table (rewritten after every run, so p
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,21 @@ def format_table(results: Results, methods: list[str], settings: list[int], head
     return "\n".join(lines) + "\n"
 
 
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """``["field=value", ...]`` -> TrainConfig keyword arguments; ``ValueError`` for an unknown field."""
+    known = {f.name for f in fields(TrainConfig)}
+    overrides: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"--set takes FIELD=VALUE with a TrainConfig field, got {item!r}")
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key] = text
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -57,7 +73,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default="bench/results/reproduce.md")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="override TrainConfig fields, e.g. semantic_eps=0 (values parsed as JSON, else text)")
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
     if args.threads:
         torch.set_num_threads(args.threads)
     lab = open_lab(device=args.device)
@@ -65,13 +84,14 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     header = (f"# genreg reproduction: digits, generator = {lab.generator.source}\n\n"
               f"{args.epochs} epochs, seeds {args.seeds}, device {lab.device} ({platform.processor() or 'cpu'}, "
-              f"{torch.get_num_threads()} threads), defaults of TrainConfig otherwise.")
+              f"{torch.get_num_threads()} threads), defaults of TrainConfig otherwise"
+              f"{' (overrides: ' + ', '.join(args.set) + ')' if args.set else ''}.")
     results: Results = {}
     for seed in args.seeds:
         split = split_dataset(lab.dataset.labels, seed, lab.data_config.val_fraction, lab.data_config.test_fraction)
         for n in args.settings:
             for method in args.methods:
-                config = replace(TrainConfig(), method=method, per_class=n, epochs=args.epochs, seed=seed)
+                config = replace(TrainConfig(**overrides), method=method, per_class=n, epochs=args.epochs, seed=seed)
                 start = time.perf_counter()
                 result = train_classifier(lab.dataset, split, config, lab.generator, lab.device)
                 seconds = time.perf_counter() - start

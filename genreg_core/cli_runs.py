@@ -11,7 +11,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from genreg_core.cli_types import MAX_CONCURRENT, MAX_EPOCHS, SEED, int_in, out_table, per_class_or_all, text
+from genreg_core.cli_types import (
+    MAX_CONCURRENT,
+    MAX_EPOCHS,
+    SEED,
+    float_in,
+    int_in,
+    out_table,
+    per_class_or_all,
+    text,
+)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -23,7 +32,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.method not in METHODS:
         raise ValueError(f"unknown method {args.method!r} (known: {', '.join(METHODS)})")
     base = TrainConfig.tiny(args.method) if args.preset == "tiny" else TrainConfig(method=args.method)
-    train = dataclasses.replace(base, per_class=args.per_class, epochs=args.epochs, seed=args.seed)
+    train = dataclasses.replace(base, per_class=args.per_class, epochs=args.epochs, seed=args.seed,
+                                semantic_perturbation=args.perturbation, semantic_norm=args.norm,
+                                semantic_eps=args.eps)
     data = DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
     store = RunStore()
     run_id = store.create_run(RunSpec(train, data, args.generator, args.device))
@@ -101,7 +112,12 @@ def add_run_commands(sub, add_data_args) -> None:
     """Register ``train`` and ``runs`` on the CLI's subparsers."""
     p = sub.add_parser("train", help="train a classifier with one method in the foreground, recorded in MLflow")
     add_data_args(p)
-    p.add_argument("--method", required=True, help="ce | gda | randreg | adarand | mgr | mgr+adarand")
+    p.add_argument("--method", required=True, help="ce | gda | randreg | adarand | mgr | mgr+adarand | semantic | gssl")
+    p.add_argument("--perturbation", choices=["rand", "away", "adv"], default="rand",
+                   help="semantic: latent perturbation")
+    p.add_argument("--norm", choices=["l2", "linf"], default="linf", help="semantic: ball of the perturbation")
+    p.add_argument("--eps", type=float_in(0, 10), default=None,
+                   help="semantic: radius ε (default: the paper's for the kind)")
     p.add_argument("--per-class", type=per_class_or_all, default=10, help="training images per class, or 'all'")
     p.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=30)
     p.add_argument("--seed", type=SEED, default=0)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 SamplerMethod = Literal["ddim", "ddpm"]
-TrainMethod = Literal["ce", "gda", "randreg", "adarand", "mgr", "mgr+adarand"]
+TrainMethod = Literal["ce", "gda", "randreg", "adarand", "mgr", "mgr+adarand", "semantic", "gssl"]
 
 
 @dataclass
@@ -77,7 +77,7 @@ class FeatureConfig:
 class TrainConfig:
     """One classifier training run (``genreg_core.training.train_classifier``) and its method's hyper-parameters."""
 
-    method: TrainMethod = "ce"  # ce | gda | randreg | adarand | mgr | mgr+adarand
+    method: TrainMethod = "ce"  # ce | gda | randreg | adarand | mgr | mgr+adarand | semantic | gssl
     per_class: int | None = 10  # real training images per class drawn from the train split; None = all
     epochs: int = 30  # passes over the (small) training set
     batch_size: int = 16  # real images per step
@@ -99,14 +99,31 @@ class TrainConfig:
     mgr_sampler_steps: int = 10  # MGR: DDIM steps of the differentiable chain from F_ω(u) to x_p
     mgr_backprop_steps: int | None = None  # MGR: backprop through the UNet in the last k DDIM steps only; None = all
     mgr_synthetic_batch: int = 16  # MGR: synthetic images per step
-    mgr_val_fraction: float = 0.2  # MGR: share of the training subset held out as B_val (at least 1 per class)
+    mgr_val_fraction: float = 0.2  # MGR / GSSL: share of the training subset held out as B_val (at least 1 per class)
     mgr_compile: bool = False  # MGR: torch.compile the UNet of the differentiable DDIM chain (for CUDA; warm-up once)
+    semantic_perturbation: str = "rand"  # semantic: rand | away | adv (Yüksel et al., ICCV 2021)
+    semantic_norm: str = "linf"  # semantic: l2 | linf ball of the latent perturbation (per image, over C·H·W)
+    semantic_eps: float | None = None  # semantic: radius ε; None = the paper's default (rand 0.2, away 0.15, adv 0.05)
+    semantic_alpha: float | None = None  # semantic adv: PGD step size α; None = ε (paper: α = ε = 0.05)
+    semantic_pgd_steps: int = 1  # semantic adv: PGD steps K (paper: 1)
+    semantic_ratio: float = 0.5  # semantic: mix ratio ρ, L = (1 − ρ) CE(clean) + ρ CE(perturbed); 0 = plain CE (ours)
+    semantic_tau: int = 500  # semantic: DDIM inversion depth τ of the latents (ours)
+    semantic_sampler_steps: int = 10  # semantic: DDIM steps of the inversion and of the decoding (ours)
+    gssl_weight: float = 1.0  # GSSL λ of the unsupervised loss 1 − cos(g(T₁x), g(T₂x)) on synthetic samples
+    gssl_sim_weight: float = 0.1  # GSSL γ of the similarity-to-real term of the latent objective (ours)
+    gssl_latent_lr: float = 0.05  # GSSL β: RMS move of each picked latent per meta step (ours)
+    gssl_bank_per_class: int = 10  # GSSL: optimized latents per class, drawn from N(0, I) at the start (ours)
+    gssl_meta_period: int = 1  # GSSL: one latent (meta) step every this many classifier steps
+    gssl_sampler_steps: int = 10  # GSSL: DDIM steps of the differentiable chain from z to x_p
+    gssl_backprop_steps: int | None = None  # GSSL: backprop through the UNet in the last k DDIM steps only; None = all
+    gssl_synthetic_batch: int = 16  # GSSL: synthetic images per step
 
     @classmethod
     def tiny(cls, method: TrainMethod = "ce") -> TrainConfig:
         """A run that takes about a second on CPU with the tiny generator, for tests."""
         return cls(method=method, per_class=5, epochs=3, batch_size=16, width=8, feature_dim=32,
-                   gda_pool_per_class=4, gda_sampler_steps=2, mgr_sampler_steps=2, mgr_synthetic_batch=4)
+                   gda_pool_per_class=4, gda_sampler_steps=2, mgr_sampler_steps=2, mgr_synthetic_batch=4,
+                   semantic_sampler_steps=2, gssl_sampler_steps=2, gssl_synthetic_batch=4, gssl_bank_per_class=2)
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 For every epoch's snapshot of an MGR run, the random latents ``u`` are decoded by the same deterministic
 DDIM chain as the selected ones (``G(u, c)`` vs ``G(F_ω(u), c)``), so the two sets differ only by the finder.
-Both are embedded next to real training features and measured against them.
+Both are embedded next to real training features and measured against them. GSSL runs record the same
+snapshot with ``u`` the initial latents of its bank and ``F_ω(u)`` their meta-optimized values.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from genreg_core.config import SamplerConfig
+from genreg_core.config import SamplerConfig, TrainConfig
 from genreg_core.feature_space import real_subset
 from genreg_core.features import extract_features
 from genreg_core.lab import Lab
@@ -21,6 +22,12 @@ from genreg_core.projection import Projector
 from genreg_core.sampling import reconstruct
 
 REQUIRED = ("latents", "sample_images", "sample_classes", "influence")
+META_METHODS = ("mgr", "mgr+adarand", "gssl")  # methods whose runs record these snapshots
+
+
+def snapshot_sampler_steps(train: TrainConfig) -> int:
+    """The DDIM steps of the chain a run decoded its latents with (MGR's or GSSL's)."""
+    return train.gssl_sampler_steps if train.method == "gssl" else train.mgr_sampler_steps
 
 
 @dataclass

@@ -118,6 +118,34 @@ def reverse_process(generator: Generator, x_t: torch.Tensor, labels: torch.Tenso
     return ReverseResult(x.clamp(-1, 1), steps, traj)
 
 
+def ddim_chain(generator: Generator, x_T: torch.Tensor, labels: torch.Tensor | None, n_steps: int,
+               backprop_steps: int | None = None, t: int | None = None, unet: Callable | None = None) -> torch.Tensor:
+    """Deterministic DDIM from ``x_T`` at step ``t`` (default T) to ``x_0``, differentiable in ``x_T``.
+
+    Song et al. 2021, eq. 12 with η = 0, on the grid of :func:`step_grid`.
+
+    Each step: ``x̂_0 = clip((x_s − sqrt(1 − ᾱ_s) ε̂) / sqrt(ᾱ_s))``, ``ε̂ ← (x_s − sqrt(ᾱ_s) x̂_0) / sqrt(1 − ᾱ_s)``,
+    ``x_{s'} = sqrt(ᾱ_{s'}) x̂_0 + sqrt(1 − ᾱ_{s'}) ε̂`` — the update of ``sampling.reverse_process``.
+    With ``backprop_steps = k`` only the last ``k`` steps backpropagate through the UNet; earlier steps treat
+    ``ε_θ`` as a constant but keep the (linear) update differentiable, so ``x_T`` still gets a gradient.
+    ``unet`` replaces ``generator.unet`` (a compiled one: the chain then launches a few fused kernels per step).
+    """
+    steps = step_grid(generator.num_train_timesteps if t is None else t, SamplerConfig(n_steps=n_steps))
+    first_with_unet = 0 if backprop_steps is None else max(0, len(steps) - 1 - backprop_steps)
+    x = x_T
+    for i, (s, s_next) in enumerate(zip(steps[:-1], steps[1:])):
+        if i >= first_with_unet:
+            eps = predict_eps(generator, x, s, labels, unet=unet)
+        else:
+            with torch.no_grad():
+                eps = predict_eps(generator, x, s, labels, unet=unet)
+        ab, ab_next = generator.alpha_bar(s), generator.alpha_bar(s_next)
+        x0_hat = ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1, 1)
+        eps = (x - math.sqrt(ab) * x0_hat) / math.sqrt(1 - ab)
+        x = x0_hat if s_next == 0 else math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps
+    return x
+
+
 def _randn_like(x: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
     """Noise drawn where ``rng`` lives (the CPU without one), then moved to ``x``'s device."""
     return torch.randn(x.shape, generator=rng, device=rng.device if rng is not None else None).to(x.device)

@@ -15,7 +15,7 @@ from genreg_core.features import build_convnet
 from genreg_core.methods import METHODS, MethodSetup, make_method
 from genreg_core.methods.adarand import AdaRand, class_statistics, prior_loss
 from genreg_core.methods.base import batch_features
-from genreg_core.methods.mgr import ddim_chain, lookahead
+from genreg_core.methods.lookahead import ddim_chain, lookahead
 from genreg_core.sampling import reverse_process
 
 N_CLASSES = 10

@@ -1,5 +1,7 @@
 """Every page runs under AppTest on the shipped models and shows what it should."""
 
+import json
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -58,15 +60,31 @@ def test_reverse_step_page_shows_grids_and_sweep_curves():
 
     at = AppTest.from_file("../app_pages/reverse_step.py", default_timeout=180)
     at.session_state["rs.steps"] = 3
+    at.session_state["rs.sem_steps"] = 2
     at.session_state["rs.sweep_config"] = SweepConfig(t_values=(0, 500, 1000), per_class=3, k=2,
                                                       sampler=SamplerConfig(n_steps=3))
     at.run()
     assert not at.exception, at.exception
     images = at.get("image")
     assert len(images) >= 3  # original/x_t/reconstruction rows, the t-sweep grid, the x̂₀ trajectory
-    assert len(at.get("plotly_chart")) == 2  # the sweep curves and the drift scatter
+    assert len(at.get("plotly_chart")) == 3  # semantic perturbation probabilities, sweep curves, drift scatter
     assert list(at.dataframe[0].value["t"]) == [0, 500, 1000]
     assert at.dataframe[0].value["mse"].iloc[0] == 0
+
+
+def test_reverse_step_page_shows_semantic_perturbations_for_growing_eps():
+    at = AppTest.from_file("../app_pages/reverse_step.py", default_timeout=180)
+    at.session_state["rs.steps"] = 3
+    at.session_state["rs.sem_steps"] = 2
+    at.session_state["rs.sem_kind"] = "adv"
+    at.session_state["rs.sem_max"] = 0.4
+    at.run()
+    assert not at.exception, at.exception
+    captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    assert any("round trip (ε = 0) · ε = 0.1, 0.2, 0.3, 0.4" in c for c in captions)
+    assert len(at.get("plotly_chart")) == 1  # p(ŷ) over ε (no sweep run yet)
+    assert len(json.loads(at.get("plotly_chart")[0].proto.spec)["data"]) == 8  # one p(ŷ) curve per image (≤ 8)
+    assert any(c.value.startswith("RMS of Δz per ε") for c in at.caption)
 
 
 def test_reverse_step_page_rejects_bad_indices():
@@ -105,6 +123,28 @@ def test_training_runs_page_launches_lists_and_summarizes(monkeypatch):
     assert list(summary["method"]) == ["ce", "mgr"] and list(summary["runs"]) == [2, 2]
     assert summary["test accuracy"].iloc[0] == "80.50% ± 0.50%"
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_training_runs_page_launches_the_latent_methods_with_their_parameters(monkeypatch):
+    specs = []
+
+    def fake_launch(store, spec, max_concurrent=2):
+        specs.append(spec.train)
+        return "x"
+
+    monkeypatch.setattr("genreg_core.worker.launch_run", fake_launch)
+    at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
+    assert not at.exception, at.exception
+    at.multiselect(key="tr.methods").set_value(["semantic", "gssl"])
+    at.selectbox(key="tr.sem_kind").set_value("adv")
+    at.number_input(key="tr.sem_eps").set_value(0.1)
+    at.number_input(key="tr.gssl_sim").set_value(0.5)
+    next(b for b in at.button if b.label == "Launch").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert sorted(t.method for t in specs) == ["gssl", "semantic"]
+    assert all(t.semantic_perturbation == "adv" and t.semantic_eps == 0.1 and t.gssl_sim_weight == 0.5 for t in specs)
+    assert all(t.semantic_tau == 500 and t.semantic_ratio == 0.5 for t in specs)
 
 
 def test_training_runs_page_rejects_bad_seeds():
@@ -178,6 +218,7 @@ def test_reverse_step_page_on_an_image_folder(tmp_path):
     at.session_state["genreg.dataset"] = "folder"
     at.session_state["genreg.folder"] = str(tmp_path)
     at.session_state["rs.steps"] = 3
+    at.session_state["rs.sem_steps"] = 2
     at.run()
     assert not at.exception, at.exception
     assert len(at.get("image")) >= 3
@@ -186,7 +227,7 @@ def test_reverse_step_page_on_an_image_folder(tmp_path):
 
 @pytest.fixture(scope="module")
 def replay_runs():
-    """A real tiny AdaRand run and a real tiny MGR run in the tests' run store."""
+    """Real tiny AdaRand, MGR and GSSL runs in the tests' run store."""
     import dataclasses
 
     from genreg_core.config import DataConfig, TrainConfig
@@ -195,7 +236,7 @@ def replay_runs():
 
     store = RunStore()
     ids = {}
-    for method in ("adarand", "mgr"):
+    for method in ("adarand", "mgr", "gssl"):
         spec = RunSpec(dataclasses.replace(TrainConfig.tiny(method), epochs=2), DataConfig(), None, "cpu")
         ids[method] = store.create_run(spec)
         execute_run(store, ids[method])
@@ -222,6 +263,17 @@ def test_meta_latents_page_shows_random_vs_selected(replay_runs):
     captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
     assert any(c.startswith("random latents") for c in captions)
     assert any(c.startswith("meta-selected") for c in captions)
+    assert list(at.dataframe[0].value["samples"]) == ["selected", "random"]
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_meta_latents_page_shows_gssl_initial_vs_optimized(replay_runs):
+    at = AppTest.from_file("../app_pages/meta_latents.py", default_timeout=120)
+    at.session_state["ml.run"] = replay_runs["gssl"]
+    at.run()
+    assert not at.exception, at.exception
+    captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    assert any(c.startswith("initial z₀") for c in captions) and any(c.startswith("optimized z") for c in captions)
     assert list(at.dataframe[0].value["samples"]) == ["selected", "random"]
     assert len(at.get("plotly_chart")) == 3
 

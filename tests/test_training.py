@@ -62,7 +62,7 @@ def test_non_finite_loss_raises_floating_point_error(digits, digits_split):
         train_classifier(broken, digits_split, TrainConfig.tiny())
 
 
-@pytest.mark.parametrize("method", ["gda", "mgr", "mgr+adarand"])
+@pytest.mark.parametrize("method", ["gda", "mgr", "mgr+adarand", "semantic", "gssl"])
 def test_methods_needing_a_generator_raise_without_one(method, digits, digits_split):
     with pytest.raises(ValueError, match="needs a generator"):
         train_classifier(digits, digits_split, TrainConfig.tiny(method))

@@ -9,8 +9,10 @@ from genreg_core.methods.adarand import AdaRand
 from genreg_core.methods.base import Method, MethodSetup
 from genreg_core.methods.ce import CrossEntropy
 from genreg_core.methods.gda import GenerativeAugmentation
+from genreg_core.methods.gssl import GSSL
 from genreg_core.methods.mgr import MGR
 from genreg_core.methods.randreg import RandReg
+from genreg_core.methods.semantic import SemanticPerturbation
 
 
 def _adarand(config: TrainConfig) -> AdaRand:
@@ -22,6 +24,18 @@ def _mgr(base: Method, config: TrainConfig) -> MGR:
                config.mgr_backprop_steps, config.mgr_synthetic_batch, config.batch_size, config.mgr_compile)
 
 
+def _semantic(config: TrainConfig) -> SemanticPerturbation:
+    return SemanticPerturbation(config.semantic_perturbation, config.semantic_norm, config.semantic_eps,
+                                config.semantic_alpha, config.semantic_pgd_steps, config.semantic_ratio,
+                                config.semantic_tau, config.semantic_sampler_steps, config.augment)
+
+
+def _gssl(config: TrainConfig) -> GSSL:
+    return GSSL(config.gssl_weight, config.gssl_sim_weight, config.gssl_latent_lr, config.gssl_bank_per_class,
+                config.gssl_meta_period, config.gssl_sampler_steps, config.gssl_backprop_steps,
+                config.gssl_synthetic_batch, config.batch_size)
+
+
 METHODS: dict[str, Callable[[TrainConfig], Method]] = {
     "ce": lambda config: CrossEntropy(),
     "gda": lambda config: GenerativeAugmentation(config.gda_ratio, config.gda_pool_per_class,
@@ -30,6 +44,8 @@ METHODS: dict[str, Callable[[TrainConfig], Method]] = {
     "adarand": _adarand,
     "mgr": lambda config: _mgr(CrossEntropy(), config),
     "mgr+adarand": lambda config: _mgr(_adarand(config), config),
+    "semantic": _semantic,
+    "gssl": _gssl,
 }
 
 
@@ -40,5 +56,5 @@ def make_method(name: str, config: TrainConfig) -> Method:
     return METHODS[name](config)
 
 
-__all__ = ["METHODS", "AdaRand", "CrossEntropy", "GenerativeAugmentation", "MGR", "Method", "MethodSetup", "RandReg",
-           "make_method"]
+__all__ = ["GSSL", "METHODS", "AdaRand", "CrossEntropy", "GenerativeAugmentation", "MGR", "Method", "MethodSetup",
+           "RandReg", "SemanticPerturbation", "make_method"]

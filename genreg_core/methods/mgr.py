@@ -17,16 +17,10 @@ never the cross-entropy or the head:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from genreg_core.augment import random_shift_rotate
-from genreg_core.config import SamplerConfig
-from genreg_core.diffusion import Generator
 from genreg_core.features import ConvNet
 from genreg_core.methods.base import (
     Forward,
@@ -38,7 +32,7 @@ from genreg_core.methods.base import (
     module_forward,
     randn,
 )
-from genreg_core.sampling import predict_eps, step_grid
+from genreg_core.methods.lookahead import ddim_chain, lookahead_validation
 
 
 class Finder(nn.Module):
@@ -53,38 +47,6 @@ class Finder(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return u + self.residual(u)  # (N, C, H, W)
-
-
-def ddim_chain(generator: Generator, x_T: torch.Tensor, labels: torch.Tensor | None, n_steps: int,
-               backprop_steps: int | None = None, unet: Callable | None = None) -> torch.Tensor:
-    """Deterministic DDIM from noise ``x_T`` to ``x_0``, differentiable in ``x_T`` (Song et al. 2021, eq. 12, η = 0).
-
-    Each step: ``x̂_0 = clip((x_s − sqrt(1 − ᾱ_s) ε̂) / sqrt(ᾱ_s))``, ``ε̂ ← (x_s − sqrt(ᾱ_s) x̂_0) / sqrt(1 − ᾱ_s)``,
-    ``x_{s'} = sqrt(ᾱ_{s'}) x̂_0 + sqrt(1 − ᾱ_{s'}) ε̂`` — the update of ``sampling.reverse_process``.
-    With ``backprop_steps = k`` only the last ``k`` steps backpropagate through the UNet; earlier steps treat
-    ``ε_θ`` as a constant but keep the (linear) update differentiable, so ``x_T`` still gets a gradient.
-    ``unet`` replaces ``generator.unet`` (a compiled one: the chain then launches a few fused kernels per step).
-    """
-    steps = step_grid(generator.num_train_timesteps, SamplerConfig(n_steps=n_steps))
-    first_with_unet = 0 if backprop_steps is None else max(0, len(steps) - 1 - backprop_steps)
-    x = x_T
-    for i, (s, s_next) in enumerate(zip(steps[:-1], steps[1:])):
-        if i >= first_with_unet:
-            eps = predict_eps(generator, x, s, labels, unet=unet)
-        else:
-            with torch.no_grad():
-                eps = predict_eps(generator, x, s, labels, unet=unet)
-        ab, ab_next = generator.alpha_bar(s), generator.alpha_bar(s_next)
-        x0_hat = ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1, 1)
-        eps = (x - math.sqrt(ab) * x0_hat) / math.sqrt(1 - ab)
-        x = x0_hat if s_next == 0 else math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps
-    return x
-
-
-def lookahead(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
-    """One differentiable SGD step ``θ' = θ − η ∇_θ loss`` (the graph is kept for second-order gradients)."""
-    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
-    return {name: p if g is None else p - lr * g for (name, p), g in zip(params.items(), grads)}
 
 
 def pcr_per_sample(forward: Forward, x_p: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
@@ -151,29 +113,17 @@ class MGR(Method):
             classes = torch.randint(setup.n_classes, (self.synthetic_batch,), generator=setup.rng).to(generator.device)
         latents = self.finder_(u)
         unet = generator.compiled_unet() if self.compile else None  # fixed shape (S, C, H, W): compiled once
-        x_p = ddim_chain(generator, latents, classes, self.sampler_steps, self.backprop_steps, unet)
+        x_p = ddim_chain(generator, latents, classes, self.sampler_steps, self.backprop_steps, unet=unet)
         return u, latents, x_p.to(setup.device), classes
-
-    def _val_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = self.setup_.meta_images, self.setup_.meta_labels
-        if labels.shape[0] <= self.val_batch:
-            return images, labels
-        pick = torch.randperm(labels.shape[0], generator=self.setup_.rng)[: self.val_batch].to(labels.device)
-        return images[pick], labels[pick]
 
     def meta_step(self, model: ConvNet, x: torch.Tensor, y: torch.Tensor, lr: float) -> Metrics:
         """MPS: lookahead θ' through the synthetic batch, then one Adam step of the finder on CE(B_val; θ')."""
         u, latents, x_p, classes = self.synthesize()
-        weights = torch.ones(x_p.shape[0], device=x_p.device, requires_grad=True)  # (S,) per-sample weights
-        params = model_params(model)
-        forward = functional_forward(model, params)
-        real, _ = self.base.real_loss(forward, x, y)
-        pcr = pcr_per_sample(forward, x_p, self.setup_.rng)  # (S,)
-        params_after = lookahead(params, real + self.weight * (weights * pcr).mean(), lr)
-        x_val, y_val = self._val_batch()
-        with torch.no_grad():
-            val_before = F.cross_entropy(forward(x_val)[1], y_val)
-        val_after = F.cross_entropy(functional_forward(model, params_after)(x_val)[1], y_val)
+        setup = self.setup_
+        meta = lookahead_validation(model, lambda forward: self.base.real_loss(forward, x, y)[0],
+                                    lambda forward: pcr_per_sample(forward, x_p, setup.rng), self.weight, lr,
+                                    setup.meta_images, setup.meta_labels, self.val_batch, setup.rng)
+        val_before, val_after, weights = meta.val_before, meta.val_after, meta.weights
         finder_params = list(self.finder_.parameters())
         *finder_grads, weight_grad = torch.autograd.grad(val_after, [*finder_params, weights])
         for p, g in zip(finder_params, finder_grads):
