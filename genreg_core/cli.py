@@ -9,6 +9,7 @@ import sys
 import torch
 from tqdm import tqdm
 
+from genreg_core.cli_backbone import add_backbone_commands
 from genreg_core.cli_runs import add_run_commands
 from genreg_core.config import DataConfig, get_preset
 from genreg_core.device import resolve_device
@@ -288,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per t")
     p.set_defaults(func=cmd_sweep, sampler_steps=25)
     add_run_commands(sub, _add_data_args)
+    add_backbone_commands(sub, _add_data_args)
     return parser
 
 

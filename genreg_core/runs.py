@@ -107,8 +107,9 @@ class RunStore:
         """Record a new run with its params and config; returns the run id."""
         train = spec.train
         name = f"{train.method}-{train.per_class or 'all'}pc-s{train.seed}"
-        tags = {"genreg.method": train.method, "genreg.per_class": str(train.per_class or "all"),
-                "genreg.seed": str(train.seed), "genreg.dataset": spec.data.name}
+        tags = {"genreg.method": train.method, "genreg.init": train.init,
+                "genreg.per_class": str(train.per_class or "all"), "genreg.seed": str(train.seed),
+                "genreg.dataset": spec.data.name}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
         params = {**{f"train.{k}": v for k, v in asdict(train).items()},
