@@ -14,6 +14,7 @@ from genreg_app.render import full_table, grid_with_download, json_download
 from genreg_app.state import current_lab, lab_key
 from genreg_core.config import SamplerConfig
 from genreg_core.data import load_uploaded_images
+from genreg_core.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
 from genreg_core.feature_space import real_subset
 from genreg_core.features import predict_labels
 from genreg_core.imaging import make_grid
@@ -172,6 +173,8 @@ with st.form("rs.sweep_form"):
                        key="rs.sweep_t")
     train_acc = st.checkbox("Also train a small classifier on each reconstructed set and report its test accuracy "
                             "(slower)", key="rs.train_acc")
+    embedding = st.selectbox("Embedding", list(EMBEDDING_NAMES), format_func=EMBEDDING_NAMES.get,
+                             key="rs.embedding", help=EMBEDDING_HELP)
     st.caption(f"Uses the sampler above ({sampler.method.upper()}"
                + (f", {sampler.n_steps} steps" if sampler.method == "ddim" else "") + ") and its noise seed.")
     run = st.form_submit_button("Run sweep", type="primary")
@@ -180,7 +183,8 @@ if run:
         st.error("Pick at least one t value.")
         st.stop()
     st.session_state["rs.sweep_config"] = SweepConfig(
-        t_values=tuple(sorted(sweep_t)), per_class=sweep_n, seed=seed, sampler=sampler, train_accuracy=train_acc)
+        t_values=tuple(sorted(sweep_t)), per_class=sweep_n, seed=seed, sampler=sampler, train_accuracy=train_acc,
+        embedding=embedding)
 sweep_config = st.session_state.get("rs.sweep_config")
 if sweep_config is None:
     st.caption("Run a sweep to see each metric as a curve over t.")

@@ -41,12 +41,19 @@ with store_errors():
 defaults = TrainConfig()
 
 with st.form("tr.form"):
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     methods = c1.multiselect("Methods", list(METHODS), default=["ce", "adarand"], key="tr.methods",
                              help="\n".join(f"- **{m}**: {n}" for m, n in METHOD_NOTES.items()))
     setting = c2.selectbox("Images per class", [5, 10, 25, "all"], index=1, key="tr.per_class")
     seeds_text = c3.text_input("Seeds (comma separated)", "0", key="tr.seeds")
     epochs = c4.slider("Epochs", 1, 100, defaults.epochs, key="tr.epochs")
+    init = c5.selectbox("Initial backbone", ["scratch", "pretrained"], key="tr.init",
+                        index=["scratch", "pretrained"].index(defaults.init),
+                        format_func={"scratch": "scratch (random weights)",
+                                     "pretrained": "pretrained (self-supervised, fine-tune)"}.get,
+                        help="pretrained: the backbone learned without labels (SimCLR) on the unlabelled training "
+                             "split, then fine-tuned (AdaRand's and MGR's setting); AdaRand's μ, σ start from its "
+                             "features.")
     with st.expander("Hyper-parameters (the method specs' defaults)"):
         h1, h2, h3, h4 = st.columns(4)
         lr = h1.number_input("Learning rate", 1e-5, 1.0, defaults.lr, format="%.4f", key="tr.lr")
@@ -91,7 +98,7 @@ if launch:
                            mgr_meta_period=int(mgr_period), semantic_perturbation=sem_kind, semantic_norm=sem_norm,
                            semantic_eps=float(sem_eps) or None, semantic_ratio=float(sem_ratio),
                            semantic_tau=int(sem_tau), gssl_weight=float(gssl_weight),
-                           gssl_sim_weight=float(gssl_sim), gssl_latent_lr=float(gssl_lr))
+                           gssl_sim_weight=float(gssl_sim), gssl_latent_lr=float(gssl_lr), init=init)
         with store_errors(stop=False):
             for method in methods:
                 for seed in seeds:

@@ -32,7 +32,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.method not in METHODS:
         raise ValueError(f"unknown method {args.method!r} (known: {', '.join(METHODS)})")
     base = TrainConfig.tiny(args.method) if args.preset == "tiny" else TrainConfig(method=args.method)
-    train = dataclasses.replace(base, per_class=args.per_class, epochs=args.epochs, seed=args.seed,
+    train = dataclasses.replace(base, per_class=args.per_class, epochs=args.epochs, seed=args.seed, init=args.init,
                                 semantic_perturbation=args.perturbation, semantic_norm=args.norm,
                                 semantic_eps=args.eps)
     data = DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
@@ -50,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"run {run_id} failed: {exc}") from exc
     finally:
         bar.close()
-    payload = {"method": args.method, "per_class": args.per_class, "seed": args.seed,
+    payload = {"method": args.method, "init": args.init, "per_class": args.per_class, "seed": args.seed,
                "best_val_loss": result.best_val_loss if result else None,
                "test_accuracy": result.test_accuracy if result else None,
                "epochs": len(result.history) if result else 0, "run_id": run_id}
@@ -121,6 +121,9 @@ def add_run_commands(sub, add_data_args) -> None:
     p.add_argument("--per-class", type=per_class_or_all, default=10, help="training images per class, or 'all'")
     p.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=30)
     p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--init", choices=["scratch", "pretrained"], default="scratch",
+                   help="backbone at step 0: random weights, or the self-supervised backbone of the unlabelled "
+                        "training split (fine-tuning)")
     p.add_argument("--preset", choices=["default", "tiny"], default="default")
     p.add_argument("--generator", type=text, default=None,
                    help="diffusers folder or hub id (default: the shipped model)")

@@ -191,8 +191,9 @@ class RunStore:
         check_train_config(spec.train)
         train = spec.train
         name = f"{train.method}-{train.per_class or 'all'}pc-s{train.seed}"
-        tags = {"genreg.method": train.method, "genreg.per_class": str(train.per_class or "all"),
-                "genreg.seed": str(train.seed), "genreg.dataset": spec.data.name}
+        tags = {"genreg.method": train.method, "genreg.init": train.init,
+                "genreg.per_class": str(train.per_class or "all"), "genreg.seed": str(train.seed),
+                "genreg.dataset": spec.data.name}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
         try:
