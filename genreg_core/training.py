@@ -202,7 +202,7 @@ def _start(dataset: ImageDataset, split: Split, config: TrainConfig, generator: 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     images, labels = dataset.images[train_idx].to(device), dataset.labels[train_idx].to(device)
     meta = (dataset.images[meta_idx].to(device), dataset.labels[meta_idx].to(device)) if len(meta_idx) else (None, None)
-    method.start(MethodSetup(model, images, labels, dataset.n_classes, device, rng, generator, *meta))
+    method.start(MethodSetup(model, images, labels, dataset.n_classes, device, rng, generator, *meta, optimizer))
     total_steps = config.epochs * math.ceil(len(train_idx) / config.batch_size)
     return _Run(model, optimizer, method, images, labels, rng, config, callbacks, total_steps), train_idx, meta_idx
 

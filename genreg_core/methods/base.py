@@ -36,6 +36,7 @@ class MethodSetup:
     generator: Generator | None = None  # the frozen diffusion model (GDA, MGR)
     meta_images: torch.Tensor | None = None  # (M, C, H, W) MGR's held-out B_val, on ``device``
     meta_labels: torch.Tensor | None = None  # (M,) its labels
+    optimizer: torch.optim.Optimizer | None = None  # the classifier's optimizer (MGR's Adam lookahead reads it)
 
 
 class Method:
