@@ -11,6 +11,7 @@ from genreg_app.render import image_strip, json_download
 from genreg_app.runs import run_store
 from genreg_app.state import current_lab, lab_key
 from genreg_core.config import SamplerConfig
+from genreg_core.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
 from genreg_core.feature_space import (
     FeatureSpaceConfig,
     FeatureSpaceResult,
@@ -58,10 +59,12 @@ with st.form("fs.form"):
         run_id = st.selectbox("MGR run (its meta-selected samples of every epoch)", list(mgr_runs),
                               format_func=mgr_runs.get, key="fs.run",
                               placeholder="no finished MGR run yet: launch one on the Training runs page")
+    embedding = st.selectbox("Embedding", list(EMBEDDING_NAMES), format_func=EMBEDDING_NAMES.get,
+                             key="fs.embedding", help=EMBEDDING_HELP)
     st.form_submit_button("Compute", type="primary")
 
 config = FeatureSpaceConfig(source=source, per_class=per_class, t=t, folder=folder or None, run_id=run_id, k=int(k),
-                            seed=int(seed), sampler=SamplerConfig(n_steps=int(sampler_steps)))
+                            seed=int(seed), sampler=SamplerConfig(n_steps=int(sampler_steps)), embedding=embedding)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -139,7 +142,8 @@ else:
     if synth_sel:
         st.markdown(f"**Synthetic** ({len(synth_sel)} selected) and their nearest real training images")
         shown = synth_sel[:6]
-        nn_idx, nn_dist = nearest_training_images(lab, result.synthetic_features[shown], n=5)
+        nn_idx, nn_dist = nearest_training_images(lab, result.synthetic_features[shown], n=5,
+                                                  embedding=result.embedding)
         for row, j in enumerate(shown):
             flag = "in" if prdc.synthetic_in_manifold[j] else "off"
             images = np.concatenate([result.synthetic_images[j:j + 1].numpy(),

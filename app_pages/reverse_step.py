@@ -12,6 +12,7 @@ from genreg_app.render import grid_with_download, json_download
 from genreg_app.state import current_lab, lab_key
 from genreg_core.config import SamplerConfig
 from genreg_core.data import load_uploaded_images
+from genreg_core.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
 from genreg_core.feature_space import real_subset
 from genreg_core.features import predict_labels
 from genreg_core.imaging import make_grid
@@ -119,14 +120,17 @@ else:
 
 st.subheader("Sweep analysis")
 with st.form("rs.sweep_form"):
-    f1, f2, f3 = st.columns(3)
+    f1, f2, f3, f4 = st.columns(4)
     sweep_n = f1.slider("Training images per class", 5, 100, 20, step=5, key="rs.sweep_n")
     sweep_t = f2.multiselect("t values", list(range(0, T + 1, T // 20)), default=list(t_grid), key="rs.sweep_t")
     train_acc = f3.checkbox("Also train a classifier on each reconstructed set", key="rs.train_acc")
+    embedding = f4.selectbox("Embedding", list(EMBEDDING_NAMES), format_func=EMBEDDING_NAMES.get,
+                             key="rs.embedding", help=EMBEDDING_HELP)
     run = st.form_submit_button("Run sweep", type="primary")
 if run:
     st.session_state["rs.sweep_config"] = SweepConfig(
-        t_values=tuple(sorted(sweep_t)), per_class=sweep_n, seed=seed, sampler=sampler, train_accuracy=train_acc)
+        t_values=tuple(sorted(sweep_t)), per_class=sweep_n, seed=seed, sampler=sampler, train_accuracy=train_acc,
+        embedding=embedding)
 sweep_config = st.session_state.get("rs.sweep_config")
 if sweep_config is None:
     st.caption("Run a sweep to see each metric as a curve over t.")

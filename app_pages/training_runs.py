@@ -37,12 +37,19 @@ store = run_store()
 defaults = TrainConfig()
 
 with st.form("tr.form"):
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     methods = c1.multiselect("Methods", list(METHODS), default=["ce", "adarand"], key="tr.methods",
                              help="\n".join(f"- **{m}**: {n}" for m, n in METHOD_NOTES.items()))
     setting = c2.selectbox("Images per class", [5, 10, 25, "all"], index=1, key="tr.per_class")
     seeds_text = c3.text_input("Seeds (comma separated)", "0", key="tr.seeds")
     epochs = c4.slider("Epochs", 1, 100, defaults.epochs, key="tr.epochs")
+    init = c5.selectbox("Initial backbone", ["scratch", "pretrained"], key="tr.init",
+                        index=["scratch", "pretrained"].index(defaults.init),
+                        format_func={"scratch": "scratch (random weights)",
+                                     "pretrained": "pretrained (self-supervised, fine-tune)"}.get,
+                        help="pretrained: the backbone learned without labels (SimCLR) on the unlabelled training "
+                             "split, then fine-tuned (AdaRand's and MGR's setting); AdaRand's μ, σ start from its "
+                             "features.")
     with st.expander("Hyper-parameters (the method specs' defaults)"):
         h1, h2, h3, h4 = st.columns(4)
         lr = h1.number_input("Learning rate", 1e-5, 1.0, defaults.lr, format="%.4f", key="tr.lr")
@@ -71,6 +78,7 @@ if launch:
                            adarand_alpha=float(alpha), adarand_prior_lr=float(prior_lr),
                            mgr_weight=float(mgr_weight), mgr_sampler_steps=int(mgr_steps),
                            mgr_meta_period=int(mgr_period))
+        base = dataclasses.replace(base, init=init)
         for method in methods:
             for seed in seeds:
                 spec = RunSpec(dataclasses.replace(base, method=method, seed=seed), lab.data_config,

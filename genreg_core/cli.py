@@ -9,6 +9,7 @@ import sys
 import torch
 from tqdm import tqdm
 
+from genreg_core.cli_backbone import add_backbone_commands
 from genreg_core.cli_runs import add_run_commands
 from genreg_core.config import DataConfig, get_preset
 from genreg_core.device import resolve_device
@@ -170,7 +171,8 @@ def cmd_features(args: argparse.Namespace) -> int:
     if args.source == "reconstruct" and args.t is None:
         raise ValueError("--source reconstruct needs --t")
     config = FeatureSpaceConfig(source=args.source, per_class=args.n, t=args.t or 0, folder=args.folder,
-                                run_id=args.run, k=args.k, seed=args.seed, sampler=_sampler_config(args))
+                                run_id=args.run, k=args.k, seed=args.seed, sampler=_sampler_config(args),
+                                embedding=args.embedding, reference=args.reference)
     lab = _open_lab(args)
     bar = _progress(1, f"features ({args.source})")
 
@@ -180,7 +182,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     result = compute_feature_space(lab, config, on_progress)
     bar.close()
-    payload = result.metrics.to_json_dict()
+    payload = {**result.metrics.to_json_dict(), "embedding": config.embedding, "reference": config.reference}
     if args.json:
         print(json.dumps(payload))
     else:
@@ -200,7 +202,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sampler = _sampler_config(args)
     lab = _open_lab(args)
     config = SweepConfig(t_values=tuple(args.t), per_class=-(-args.n // lab.n_classes), seed=args.seed, k=args.k,
-                         sampler=sampler, train_accuracy=args.train_accuracy)
+                         sampler=sampler, train_accuracy=args.train_accuracy, embedding=args.embedding,
+                         reference=args.reference)
     bar = _progress(len(config.t_values), "sweep")
 
     def on_progress(done: int, total: int, message: str) -> None:
@@ -217,6 +220,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for row in result.rows:
             print("  ".join(f"{row[k]:>12.4f}" if isinstance(row[k], float) else f"{row[k]:>12}" for k in keys))
     return 0
+
+
+def _add_embedding_args(p: argparse.ArgumentParser, reference_help: str) -> None:
+    p.add_argument("--embedding", choices=["classifier", "ssl", "random"], default="classifier",
+                   help="feature space of the metrics: the feature classifier, the self-supervised backbone, or a "
+                        "fixed random network (seed 0)")
+    p.add_argument("--reference", choices=["same", "disjoint"], default="same", help=reference_help)
 
 
 def _add_lab_args(p: argparse.ArgumentParser) -> None:
@@ -276,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=100, help="real and synthetic images per class")
     p.add_argument("--k", type=int, default=5, help="nearest neighbours of the PRDC radii")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_embedding_args(p, "real reference set for --source reconstruct: the reconstructed originals themselves, "
+                           "or as many other training images per class")
     p.set_defaults(func=cmd_features, sampler_steps=25)
 
     p = sub.add_parser("sweep", help="reconstruct real images from each start step t and measure the drift")
@@ -286,8 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-accuracy", action="store_true",
                    help="also train a classifier on each reconstructed set and report its test accuracy")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per t")
+    _add_embedding_args(p, "real set the metrics compare against: the reconstructed originals, or as many other "
+                           "training images per class")
     p.set_defaults(func=cmd_sweep, sampler_steps=25)
     add_run_commands(sub, _add_data_args)
+    add_backbone_commands(sub, _add_data_args)
     return parser
 
 

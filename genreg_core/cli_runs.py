@@ -36,7 +36,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     base = TrainConfig.tiny(args.method) if args.preset == "tiny" else TrainConfig(method=args.method)
     train = dataclasses.replace(base, per_class=args.per_class, epochs=args.epochs, seed=args.seed,
-                                generator_regime=args.generator_regime)
+                                generator_regime=args.generator_regime, init=args.init)
     data = DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
     store = RunStore()
     run_id = store.create_run(RunSpec(train, data, args.generator, args.device))
@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.close()
         if generator_bar is not None:
             generator_bar.close()
-    payload = {"method": args.method, "per_class": args.per_class, "seed": args.seed,
+    payload = {"method": args.method, "per_class": args.per_class, "seed": args.seed, "init": args.init,
                "generator_regime": args.generator_regime,
                "best_val_loss": result.best_val_loss if result else None,
                "test_accuracy": result.test_accuracy if result else None,
@@ -132,6 +132,9 @@ def add_run_commands(sub, add_data_args) -> None:
     p.add_argument("--per-class", type=_per_class, default=10, help="training images per class, or 'all'")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", choices=["scratch", "pretrained"], default="scratch",
+                   help="backbone at step 0: random weights, or the self-supervised backbone of the unlabelled "
+                        "training split (fine-tuning)")
     p.add_argument("--preset", choices=["default", "tiny"], default="default")
     p.add_argument("--generator", default=None, help="diffusers folder or hub id (default: the shipped model)")
     p.add_argument("--generator-regime", choices=["pool", "own"], default="pool",

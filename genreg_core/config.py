@@ -11,6 +11,7 @@ GeneratorRegime = Literal["pool", "own"]
 GENERATOR_REGIMES = ("pool", "own")
 PcrReduction = Literal["sum", "mean"]
 MgrLookahead = Literal["sgd", "adam"]
+InitName = Literal["scratch", "pretrained"]
 
 
 @dataclass
@@ -76,10 +77,28 @@ class FeatureConfig:
 
 
 @dataclass
+class BackboneConfig:
+    """Self-supervised pretraining of the classifier's backbone g (SimCLR's NT-Xent, no labels)."""
+
+    width: int = 32  # channels of the first conv block (as FeatureConfig / TrainConfig)
+    feature_dim: int = 128  # size d of g(x) (as FeatureConfig / TrainConfig)
+    projection_dim: int = 64  # output of the 2-layer projection head the loss acts on (dropped after training)
+    epochs: int = 60  # passes over the unlabelled pool
+    batch_size: int = 128  # images per step; each gives two augmented views
+    lr: float = 2e-3  # Adam peak learning rate, one-cycle schedule
+    weight_decay: float = 1e-5  # Adam weight decay
+    temperature: float = 0.2  # NT-Xent temperature τ
+    seed: int = 0  # seed of weights, batches and augmentations
+
+
+@dataclass
 class TrainConfig:
     """One classifier training run (``genreg_core.training.train_classifier``) and its method's hyper-parameters."""
 
     method: TrainMethod = "ce"  # ce | gda | randreg | adarand | mgr | mgr+adarand
+    # backbone g at step 0: "scratch" = random weights; "pretrained" = the self-supervised backbone of the
+    # unlabelled training pool (genreg_core.backbone; no labels beyond the per-class subset), head fresh
+    init: InitName = "scratch"
     per_class: int | None = 10  # real training images per class drawn from the train split; None = all
     epochs: int = 30  # passes over the (small) training set
     batch_size: int = 16  # real images per step

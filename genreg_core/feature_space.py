@@ -1,7 +1,9 @@
 """Real vs synthetic in feature space: build both sets, embed them, compare their distributions.
 
 A synthetic source is generation from noise, reconstruction from start step t, an image folder the
-user supplies, or any precomputed images (e.g. samples from meta-selected latents).
+user supplies, or any precomputed images (e.g. samples from meta-selected latents). The embedding is the
+feature classifier, the self-supervised backbone or a fixed random network (``genreg_core.embedding``);
+the real reference set is the images reconstructed from ("same") or other training images ("disjoint").
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import torch
 
 from genreg_core.config import SamplerConfig
 from genreg_core.data import load_image_folder, per_class_subset
-from genreg_core.features import extract_features
+from genreg_core.embedding import EMBEDDINGS, EmbeddingName, embed, train_embedding
 from genreg_core.lab import Lab
 from genreg_core.metrics import DistributionMetrics, distribution_metrics
 from genreg_core.sampling import reconstruct
 
 SourceName = Literal["generate", "reconstruct", "folder", "mgr"]
 SOURCES: tuple[str, ...] = ("generate", "reconstruct", "folder", "mgr")
+ReferenceName = Literal["same", "disjoint"]
+REFERENCES: tuple[str, ...] = ("same", "disjoint")
 
 
 @dataclass
@@ -34,6 +38,10 @@ class FeatureSpaceConfig:
     k: int = 5  # nearest neighbours of the PRDC radii
     seed: int = 0  # real subset, noise
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(n_steps=25))
+    embedding: EmbeddingName = "classifier"  # classifier | ssl | random (genreg_core.embedding)
+    # real reference set: "same" = the training images the synthetic set starts from (source reconstruct),
+    # "disjoint" = as many other training images per class (every other source draws one subset either way)
+    reference: ReferenceName = "same"
 
 
 @dataclass
@@ -46,13 +54,24 @@ class FeatureSpaceResult:
     real_features: np.ndarray  # (N, d)
     synthetic_features: np.ndarray  # (M, d)
     metrics: DistributionMetrics
+    embedding: str = "classifier"  # the embedding of real_features and synthetic_features
 
 
-def real_subset(lab: Lab, per_class: int, seed: int) -> np.ndarray:
-    """``per_class`` training-split indices per class (all of a class when it has fewer)."""
+def real_subset(lab: Lab, per_class: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """``per_class`` training-split indices per class (all of a class when it has fewer), none of ``exclude``."""
     labels = lab.dataset.labels.numpy()
-    smallest = int(np.bincount(labels[lab.split.train]).min())
-    return per_class_subset(labels, lab.split.train, min(per_class, smallest), seed)
+    pool = lab.split.train if exclude is None else np.setdiff1d(lab.split.train, exclude)
+    smallest = int(np.bincount(labels[pool], minlength=lab.n_classes).min())
+    if smallest == 0:
+        raise ValueError("a class has no training images left for a disjoint reference set; lower the images per class")
+    return per_class_subset(labels, pool, min(per_class, smallest), seed)
+
+
+def reference_subset(lab: Lab, originals: np.ndarray, per_class: int, seed: int, reference: str) -> np.ndarray:
+    """The real reference set: ``originals`` ("same") or ``per_class`` other training images per class ("disjoint")."""
+    if reference not in REFERENCES:
+        raise ValueError(f"unknown reference {reference!r} (known: {', '.join(REFERENCES)})")
+    return originals if reference == "same" else real_subset(lab, per_class, seed + 1, exclude=originals)
 
 
 def folder_images(lab: Lab, folder: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,15 +120,18 @@ def synthetic_images(lab: Lab, config: FeatureSpaceConfig, real_ids: np.ndarray,
 
 
 def compare_sets(lab: Lab, real_ids: np.ndarray, images: torch.Tensor, labels: torch.Tensor | np.ndarray,
-                 k: int = 5) -> FeatureSpaceResult:
-    """Embed real images ``real_ids`` and synthetic ``images`` and compute the distribution metrics."""
+                 k: int = 5, embedding: str = "classifier") -> FeatureSpaceResult:
+    """Embed real images ``real_ids`` and synthetic ``images`` with ``embedding`` and compute the metrics."""
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f"unknown embedding {embedding!r} (known: {', '.join(EMBEDDINGS)})")
     real_images = lab.dataset.images[real_ids]
     real_labels = lab.dataset.labels[real_ids].numpy()
     synth_labels = np.asarray(labels, dtype=np.int64)
-    real_f = extract_features(lab.extractor, real_images)
-    synth_f = extract_features(lab.extractor, images)
+    real_f = embed(lab, real_images, embedding)
+    synth_f = embed(lab, images, embedding)
     metrics = distribution_metrics(real_f, synth_f, k, real_labels, synth_labels)
-    return FeatureSpaceResult(real_ids, real_images, real_labels, images, synth_labels, real_f, synth_f, metrics)
+    return FeatureSpaceResult(real_ids, real_images, real_labels, images, synth_labels, real_f, synth_f, metrics,
+                              embedding)
 
 
 def compute_feature_space(lab: Lab, config: FeatureSpaceConfig,
@@ -118,8 +140,14 @@ def compute_feature_space(lab: Lab, config: FeatureSpaceConfig,
     if config.per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {config.per_class}")
     real_ids = real_subset(lab, config.per_class, config.seed)
+    if config.reference not in REFERENCES:  # checked before any generation
+        raise ValueError(f"unknown reference {config.reference!r} (known: {', '.join(REFERENCES)})")
+    if config.embedding not in EMBEDDINGS:
+        raise ValueError(f"unknown embedding {config.embedding!r} (known: {', '.join(EMBEDDINGS)})")
     images, labels = synthetic_images(lab, config, real_ids, on_progress)
-    return compare_sets(lab, real_ids, images, labels, config.k)
+    if config.source == "reconstruct":
+        real_ids = reference_subset(lab, real_ids, config.per_class, config.seed, config.reference)
+    return compare_sets(lab, real_ids, images, labels, config.k, config.embedding)
 
 
 def embedding_rows(result: FeatureSpaceResult, real_xy: np.ndarray, synth_xy: np.ndarray,
@@ -140,9 +168,11 @@ def embedding_rows(result: FeatureSpaceResult, real_xy: np.ndarray, synth_xy: np
     return rows
 
 
-def nearest_training_images(lab: Lab, features: np.ndarray, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """For each feature row, the ``n`` nearest real training images: (dataset indices, distances), (Q, n) each."""
+def nearest_training_images(lab: Lab, features: np.ndarray, n: int = 5,
+                            embedding: str = "classifier") -> tuple[np.ndarray, np.ndarray]:
+    """For each feature row (in ``embedding``), the ``n`` nearest real training images: (dataset indices,
+    distances), (Q, n) each."""
     from genreg_core.metrics import nearest_neighbours
 
-    idx, dist = nearest_neighbours(features, lab.train_features(), n)
+    idx, dist = nearest_neighbours(features, train_embedding(lab, embedding), n)
     return lab.split.train[idx], dist

@@ -42,6 +42,7 @@ class Lab:
     device: torch.device
     generator_source: str | None = None  # what open_lab was given (None: the shipped model)
     _train_features: np.ndarray | None = field(default=None, init=False, repr=False)
+    _embedding_cache: dict = field(default_factory=dict, init=False, repr=False)  # genreg_core.embedding's
 
     def train_features(self) -> np.ndarray:
         """Features (N_train, d) of the real training split, computed once per lab (the extractor is frozen)."""

@@ -110,9 +110,9 @@ class RunStore:
         train = spec.train
         name = f"{train.method}-{train.per_class or 'all'}pc-s{train.seed}" + ("-own" if train.generator_regime == "own"
                                                                               else "")
-        tags = {"genreg.method": train.method, "genreg.per_class": str(train.per_class or "all"),
-                "genreg.seed": str(train.seed), "genreg.dataset": spec.data.name,
-                "genreg.generator_regime": train.generator_regime}
+        tags = {"genreg.method": train.method, "genreg.init": train.init,
+                "genreg.per_class": str(train.per_class or "all"), "genreg.seed": str(train.seed),
+                "genreg.dataset": spec.data.name, "genreg.generator_regime": train.generator_regime}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
         params = {**{f"train.{k}": v for k, v in asdict(train).items()},

@@ -3,7 +3,9 @@
 Reproduces the analysis of "On the Limitation of Diffusion Models for Synthesizing Training Datasets"
 (Yamaguchi & Fukuda, 2023): N real training images are noised to each t with the *same* noise draw ε
 (x_t = sqrt(ᾱ_t)·x_0 + sqrt(1−ᾱ_t)·ε, so the curves differ only through t) and reconstructed; each t
-is measured against the originals.
+is measured against a real reference set — the originals themselves ("same") or as many other training
+images per class ("disjoint", so t = 0 is not a perfect match by construction) — in the feature space of
+the classifier, the self-supervised backbone or a fixed random network (``genreg_core.embedding``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import numpy as np
 import torch
 
 from genreg_core.config import FeatureConfig, SamplerConfig
-from genreg_core.feature_space import real_subset
-from genreg_core.features import accuracy, extract_features, predict_labels, train_feature_extractor
+from genreg_core.embedding import EMBEDDINGS, embed, train_embedding
+from genreg_core.feature_space import REFERENCES, real_subset, reference_subset
+from genreg_core.features import accuracy, predict_labels, train_feature_extractor
 from genreg_core.lab import Lab
 from genreg_core.metrics import distribution_metrics
 from genreg_core.projection import Projector
@@ -38,6 +41,8 @@ class SweepConfig:
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(n_steps=25))
     train_accuracy: bool = False  # also train a classifier on each reconstructed set
     classifier: FeatureConfig = field(default_factory=lambda: FeatureConfig(width=16, feature_dim=64, epochs=15))
+    embedding: str = "classifier"  # classifier | ssl | random: the feature space of every metric
+    reference: str = "same"  # same | disjoint: the real set the PRDC / Fréchet metrics compare against
 
 
 @dataclass
@@ -47,17 +52,18 @@ class SweepResult:
     originals: torch.Tensor  # (N, C, H, W)
     labels: np.ndarray  # (N,)
     reconstructions: torch.Tensor  # (len(t), N, C, H, W)
-    original_features: np.ndarray  # (N, d)
+    original_features: np.ndarray  # (N, d) in config.embedding
     features: np.ndarray  # (len(t), N, d)
+    reference_indices: np.ndarray | None = None  # (N_ref,) dataset indices of the real reference set
 
     @property
     def t_values(self) -> list[int]:
         return [row["t"] for row in self.rows]
 
 
-def class_centroids(lab: Lab) -> np.ndarray:
-    """(K, d) mean feature of each class over the real training split."""
-    feats = lab.train_features()
+def class_centroids(lab: Lab, embedding: str = "classifier") -> np.ndarray:
+    """(K, d) mean feature of each class over the real training split, in ``embedding``."""
+    feats = train_embedding(lab, embedding)
     labels = lab.dataset.labels[lab.split.train].numpy()
     return np.stack([feats[labels == c].mean(0) for c in range(lab.n_classes)])
 
@@ -67,9 +73,9 @@ def _train_accuracy(lab: Lab, images: torch.Tensor, labels: np.ndarray, config: 
     return accuracy(model, *lab.test_images())
 
 
-def _row(lab: Lab, t: int, x0: torch.Tensor, rec: torch.Tensor, f0: np.ndarray, f: np.ndarray,
+def _row(lab: Lab, t: int, x0: torch.Tensor, rec: torch.Tensor, f0: np.ndarray, f: np.ndarray, f_ref: np.ndarray,
          labels: np.ndarray, centroids: np.ndarray, config: SweepConfig) -> dict:
-    overall = distribution_metrics(f0, f, config.k).overall
+    overall = distribution_metrics(f_ref, f, config.k).overall
     row = {
         "t": int(t),
         "mse": float((rec - x0).pow(2).mean()),
@@ -80,7 +86,7 @@ def _row(lab: Lab, t: int, x0: torch.Tensor, rec: torch.Tensor, f0: np.ndarray, 
     }
     if config.train_accuracy:
         row["train_accuracy_on_reconstructions"] = _train_accuracy(lab, rec, labels, config.classifier)
-    return row
+    return {**row, "embedding": config.embedding, "reference": config.reference}
 
 
 def run_sweep(lab: Lab, config: SweepConfig, on_progress: SweepProgress | None = None) -> SweepResult:
@@ -94,6 +100,10 @@ def run_sweep(lab: Lab, config: SweepConfig, on_progress: SweepProgress | None =
     bad = [t for t in config.t_values if not 0 <= t <= T]
     if bad:
         raise ValueError(f"t values {bad} lie outside [0, {T}]")
+    if config.embedding not in EMBEDDINGS:
+        raise ValueError(f"unknown embedding {config.embedding!r} (known: {', '.join(EMBEDDINGS)})")
+    if config.reference not in REFERENCES:
+        raise ValueError(f"unknown reference {config.reference!r} (known: {', '.join(REFERENCES)})")
     key = json.dumps([lab.generator.source, asdict(lab.data_config), str(lab.device), asdict(config)], default=str)
     if key in _CACHE:
         _CACHE.move_to_end(key)
@@ -110,17 +120,19 @@ def run_sweep(lab: Lab, config: SweepConfig, on_progress: SweepProgress | None =
     reconstructing(0, n_t)
     recs = reconstruct_many(lab.generator, x0, y.to(lab.device), list(config.t_values), config.sampler, config.seed,
                             reconstructing)
-    f0 = extract_features(lab.extractor, x0)
-    centroids = class_centroids(lab)
+    f0 = embed(lab, x0, config.embedding)
+    reference = reference_subset(lab, indices, config.per_class, config.seed, config.reference)
+    f_ref = f0 if config.reference == "same" else embed(lab, lab.dataset.images[reference], config.embedding)
+    centroids = class_centroids(lab, config.embedding)
     rows, feats = [], []
     for i, (t, rec) in enumerate(zip(config.t_values, recs)):
         if on_progress is not None:
             on_progress(n_t + i, 2 * n_t, f"measuring t = {t}")
-        feats.append(extract_features(lab.extractor, rec))
-        rows.append(_row(lab, t, x0, rec, f0, feats[-1], labels, centroids, config))
+        feats.append(embed(lab, rec, config.embedding))
+        rows.append(_row(lab, t, x0, rec, f0, feats[-1], f_ref, labels, centroids, config))
     if on_progress is not None:
         on_progress(2 * n_t, 2 * n_t, "done")
-    result = SweepResult(rows, indices, x0, labels, recs, f0, np.stack(feats))
+    result = SweepResult(rows, indices, x0, labels, recs, f0, np.stack(feats), reference)
     _CACHE[key] = result
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -3,9 +3,11 @@
 The protocol of ALGORITHMS.md (experimental protocol): ``per_class`` images per class drawn from the
 split's train set, the split's val set for model selection and its test set for the reported number —
 the test accuracy at the epoch of lowest validation loss. Every method (``genreg_core.methods``) trains
-the same ``ConvNet`` (the feature extractor's architecture, fresh weights) with the same optimizer and
-schedule: Adam with a cosine-decayed learning rate. The loop knows nothing about any UI: it reports
-through :class:`TrainCallbacks`.
+the same ``ConvNet`` (the feature extractor's architecture) with the same optimizer and schedule: Adam
+with a cosine-decayed learning rate. ``config.init`` picks the backbone's starting weights: random
+("scratch") or the self-supervised backbone of the unlabelled training pool ("pretrained",
+``genreg_core.backbone``; the head is always fresh), so every method can be run as fine-tuning. The
+loop knows nothing about any UI: it reports through :class:`TrainCallbacks`.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ import torch
 import torch.nn.functional as F
 
 from genreg_core.augment import random_shift_rotate
+from genreg_core.backbone import get_backbone, load_into
 from genreg_core.config import FeatureConfig, TrainConfig
 from genreg_core.data import ImageDataset, Split, per_class_subset
 from genreg_core.device import resolve_device
 from genreg_core.diffusion import Generator
 from genreg_core.features import ConvNet, build_convnet
-from genreg_core.lab import check_compatible
+from genreg_core.lab import check_compatible, genreg_home
 from genreg_core.methods import Method, MethodSetup, make_method
 
-__all__ = ["TrainCallbacks", "TrainConfig", "TrainResult", "evaluate", "split_meta_validation", "train_classifier"]
+__all__ = ["TrainCallbacks", "TrainConfig", "TrainResult", "build_classifier", "evaluate", "split_meta_validation",
+           "train_classifier"]
 
 
 @dataclass
@@ -104,6 +108,27 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError(f"epochs and batch_size must be at least 1, got {config.epochs} and {config.batch_size}")
     if not config.lr > 0:
         raise ValueError(f"learning rate must be positive, got {config.lr}")
+    if config.init not in ("scratch", "pretrained"):
+        raise ValueError(f"unknown init {config.init!r} (known: scratch, pretrained)")
+
+
+def build_classifier(dataset: ImageDataset, split: Split, config: TrainConfig,
+                     device: torch.device) -> ConvNet:
+    """The ConvNet a run starts from: seeded random weights, with the pretrained backbone for ``init="pretrained"``.
+
+    The head is initialised from ``config.seed`` either way. The pretrained backbone saw the split's
+    training pool without labels (the shipped digits one, or one pretrained once and cached).
+    """
+    backbone = None
+    if config.init == "pretrained":  # fetched first: pretraining on a cache miss reseeds torch
+        backbone = get_backbone(dataset, split, config.width, config.feature_dim,
+                                genreg_home() / "cache" / "backbones", device=device)
+    torch.manual_seed(config.seed)
+    model = build_convnet(FeatureConfig(width=config.width, feature_dim=config.feature_dim), dataset.channels,
+                          dataset.n_classes)
+    if backbone is not None:
+        load_into(model, backbone)
+    return model.to(device).train()
 
 
 def _cosine_lr(step: int, total: int, peak: float) -> float:
@@ -195,21 +220,20 @@ def _start(dataset: ImageDataset, split: Split, config: TrainConfig, generator: 
             raise ValueError(f"method {config.method!r} needs a generator")
         check_compatible(generator, dataset)
     train_idx, meta_idx = _prepare_data(dataset, split, config, method)
-    torch.manual_seed(config.seed)
+    model = build_classifier(dataset, split, config, device)
     rng = torch.Generator().manual_seed(config.seed)
-    model = build_convnet(FeatureConfig(width=config.width, feature_dim=config.feature_dim), dataset.channels,
-                          dataset.n_classes).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     images, labels = dataset.images[train_idx].to(device), dataset.labels[train_idx].to(device)
     meta = (dataset.images[meta_idx].to(device), dataset.labels[meta_idx].to(device)) if len(meta_idx) else (None, None)
-    method.start(MethodSetup(model, images, labels, dataset.n_classes, device, rng, generator, *meta, optimizer))
     total_steps = config.epochs * math.ceil(len(train_idx) / config.batch_size)
+    method.start(MethodSetup(model, images, labels, dataset.n_classes, device, rng, generator, *meta, total_steps,
+                             optimizer))
     return _Run(model, optimizer, method, images, labels, rng, config, callbacks, total_steps), train_idx, meta_idx
 
 
 def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, generator: Generator | None = None,
                      device: torch.device | str = "cpu", callbacks: TrainCallbacks | None = None) -> TrainResult:
-    """Train a fresh ConvNet with ``config.method`` and report the test accuracy at the best val-loss epoch.
+    """Train a ConvNet (``config.init``) with ``config.method`` and report the test accuracy at the best val-loss epoch.
 
     Each epoch's metrics hold ``train_loss`` (mean over its steps) and the means of the method's step
     diagnostics, ``val_loss``, ``val_accuracy``, ``test_loss``, ``test_accuracy``, ``lr``, ``seconds``.

@@ -2,15 +2,22 @@
 
 "Adaptive Random Feature Regularization on Fine-tuning Deep Neural Networks" (Yamaguchi, Kanai,
 Adachi, Chijiwa; CVPR 2024). The prior is one Gaussian per class, ``p(z|y=k) = N(μ_k, diag σ_k²)``,
-initialised from the initial model's features; only ``μ`` is learned, ``σ`` stays fixed.
+initialised with the class-wise mean and (population) std of the initial model's features on the
+training subset — the pretrained backbone's when ``TrainConfig.init = "pretrained"``, as the official
+code (yshinya6/adarand) loads precomputed class statistics of the pretrained features. Only ``μ`` is
+learned, ``σ`` stays fixed.
 
 - Model step: ``L = CE(y, f(x)) + λ · mean((g(x) − z)²)``, ``z ~ N(μ_y, σ_y²)`` (no gradient).
 - Running class means (no gradient): ``μ̄_k ← α μ̄_k + (1 − α) mean_{y_i=k} g(x_i)``.
 - Prior step, after the model step (Adam on ``μ`` only):
-  ``L_prior(μ) = mean_k (1 − cos(μ_k, μ̄_k))² + mean_{k≠l} cos(μ_k, μ_l)²``.
+  ``L_prior(μ) = mean_k (1 − cos(μ_k, μ̄_k))² + mean_{k≠l} cos(μ_k, μ_l)²``,
+  with the official code's learning-rate schedule (``util/train_util.py: CosineAnnealingLR``, no warm-up):
+  ``lr_s = lr_0 · cos(π · 7/16 · s / S)`` at prior step ``s`` of ``S`` (ends at 0.195 lr_0, not 0).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +35,17 @@ def prior_loss(mu: torch.Tensor, mu_bar: torch.Tensor) -> tuple[torch.Tensor, to
     cos = mu_unit @ mu_unit.T  # (K, K)
     spread = (cos.pow(2).sum() - cos.diagonal().pow(2).sum()) / max(1, k * (k - 1))  # mean over k ≠ l
     return follow, spread
+
+
+PRIOR_COSINE_CYCLES = 7.0 / 16.0  # num_cycles of the official CosineAnnealingLR
+
+
+def prior_lr_at(step: int, total_steps: int | None, peak: float) -> float:
+    """The official prior schedule ``peak · max(0, cos(π · 7/16 · min(1, s / S)))``; constant when ``S`` is unknown."""
+    if not total_steps:
+        return peak
+    progress = min(1.0, max(0.0, step / total_steps))
+    return peak * max(0.0, math.cos(math.pi * PRIOR_COSINE_CYCLES * progress))
 
 
 def class_statistics(features: torch.Tensor, labels: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,6 +84,8 @@ class AdaRand(RandReg):
         self.sigma_ = std  # (K, d), fixed
         self.mu_bar_ = mean.clone()  # (K, d), running class means
         self.prior_optimizer_ = torch.optim.Adam([self.mu_], lr=self.prior_lr)
+        self.prior_step_ = 0  # prior steps taken (the schedule's s)
+        self.total_steps_ = setup.total_steps  # the schedule's S: one prior step per classifier step
         probe = [torch.nonzero(setup.labels == c).flatten()[: self.n_probe_per_class] for c in range(k)]
         self.probe_index_ = torch.cat(probe)  # (P,) into setup.images
         self.reference_labels_ = torch.arange(k, device=setup.device).repeat_interleave(self.n_references_per_class)
@@ -90,13 +110,19 @@ class AdaRand(RandReg):
         self.mu_bar_ = torch.where(counts > 0, moved, self.mu_bar_)
 
     def update_prior(self) -> Metrics:
-        """One Adam step on ``μ`` for ``L_prior``; returns its value and terms before the step."""
+        """One Adam step on ``μ`` for ``L_prior`` at the scheduled learning rate; returns its value and terms
+        before the step and the learning rate used."""
+        lr = prior_lr_at(self.prior_step_, self.total_steps_, self.prior_lr)
+        for group in self.prior_optimizer_.param_groups:
+            group["lr"] = lr
         follow, spread = prior_loss(self.mu_, self.mu_bar_)
         loss = follow + spread
         self.prior_optimizer_.zero_grad(set_to_none=True)
         loss.backward()
         self.prior_optimizer_.step()
-        return {"prior_loss": loss.item(), "prior_follow": follow.item(), "prior_spread": spread.item()}
+        self.prior_step_ += 1
+        return {"prior_loss": loss.item(), "prior_follow": follow.item(), "prior_spread": spread.item(),
+                "prior_lr": lr}
 
     def epoch_snapshot(self) -> dict[str, torch.Tensor]:
         """``mu``, ``mu_bar``, ``sigma`` (K, d); ``references`` (K·r, d) with ``reference_labels``;

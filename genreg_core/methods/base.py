@@ -27,7 +27,7 @@ Metrics = dict[str, float]
 class MethodSetup:
     """What a method may look at before training starts."""
 
-    model: ConvNet  # the classifier being trained (fresh weights)
+    model: ConvNet  # the classifier being trained (its initial weights: scratch or pretrained backbone)
     images: torch.Tensor  # (N, C, H, W) the real images the classifier's CE sees, on ``device``
     labels: torch.Tensor  # (N,) their labels, on ``device``
     n_classes: int  # K
@@ -36,6 +36,7 @@ class MethodSetup:
     generator: Generator | None = None  # the frozen diffusion model (GDA, MGR)
     meta_images: torch.Tensor | None = None  # (M, C, H, W) MGR's held-out B_val, on ``device``
     meta_labels: torch.Tensor | None = None  # (M,) its labels
+    total_steps: int | None = None  # classifier steps the run will take (schedules of a method's own optimizer)
     optimizer: torch.optim.Optimizer | None = None  # the classifier's optimizer (MGR's Adam lookahead reads it)
 
 
