@@ -36,8 +36,8 @@ def adam_lookahead(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: floa
 
     With ``g = ∇_θ loss + wd·θ``, ``m' = β₁m + (1 − β₁)g``, ``v' = β₂v + (1 − β₂)g²`` from the optimizer's
     current moments ``m, v`` and step count ``k``: ``θ' = θ − η (m'/(1 − β₁^{k+1})) / (sqrt(v'/(1 − β₂^{k+1})) + ε)``
-    (Kingma & Ba 2015, Algorithm 1). (ours) The preconditioner is a constant for the meta-gradient (``g`` is
-    detached inside ``v'``), so second-order gradients flow through ``m'`` only, scaled per parameter by Adam.
+    (Kingma & Ba 2015, Algorithm 1). The whole step is differentiable, the preconditioner included (``v̂'`` is
+    clamped at 1e-30 inside the square root so that a parameter without gradient gets a zero, not NaN, derivative).
     """
     grads = torch.autograd.grad(loss, list(params.values()), create_graph=True, allow_unused=True)
     group = optimizer.param_groups[0]
@@ -54,6 +54,6 @@ def adam_lookahead(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: floa
         m = state.get("exp_avg", torch.zeros_like(p))
         v = state.get("exp_avg_sq", torch.zeros_like(p))
         m_hat = (beta1 * m + (1 - beta1) * g) / (1 - beta1 ** k)
-        v_hat = (beta2 * v + (1 - beta2) * g.detach().pow(2)) / (1 - beta2 ** k)
-        out[name] = p - lr * m_hat / (v_hat.sqrt() + eps)
+        v_hat = (beta2 * v + (1 - beta2) * g.pow(2)) / (1 - beta2 ** k)
+        out[name] = p - lr * m_hat / (v_hat.clamp_min(1e-30).sqrt() + eps)
     return out
