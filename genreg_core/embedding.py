@@ -40,6 +40,21 @@ def random_network(channels: int, config: FeatureConfig | None = None, seed: int
     return model.eval().requires_grad_(False)
 
 
+def calibrate_batchnorm(model: ConvNet, images: torch.Tensor, batch_size: int = 512) -> ConvNet:
+    """Set every BatchNorm's running mean / variance to its exact average over ``images`` (N, C, H, W), weights
+    untouched, so a random network's features keep unit scale layer after layer; returns the model in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    device = next(model.parameters()).device
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative moving average over the batches below
+    model.train()
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            model.features(images[start:start + batch_size].to(device))
+    return model.eval()
+
+
 def embedding_network(lab: Lab, name: str) -> ConvNet:
     """The network behind embedding ``name`` for this lab, on the lab's device (built once per lab)."""
     if name not in EMBEDDINGS:
@@ -49,8 +64,9 @@ def embedding_network(lab: Lab, name: str) -> ConvNet:
     cache = lab._embedding_cache.setdefault("networks", {})
     if name not in cache:
         config = lab.extractor.config
-        if name == "random":
-            model = random_network(lab.dataset.channels, config)
+        if name == "random":  # BatchNorm calibrated on the training split (no labels), weights as drawn
+            model = calibrate_batchnorm(random_network(lab.dataset.channels, config).to(lab.device),
+                                        lab.dataset.images[lab.split.train])
         else:
             backbone = get_backbone(lab.dataset, lab.split, config.width, config.feature_dim,
                                     genreg_home() / "cache" / "backbones", device=lab.device)

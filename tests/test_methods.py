@@ -13,8 +13,7 @@ from torch.func import functional_call
 from genreg_core.config import FeatureConfig, SamplerConfig, TrainConfig
 from genreg_core.features import build_convnet
 from genreg_core.methods import METHODS, MethodSetup, make_method
-from genreg_core.methods.adarand import AdaRand, class_statistics, prior_loss
-from genreg_core.methods.base import batch_features
+from genreg_core.methods.adarand import AdaRand, prior_loss
 from genreg_core.methods.mgr import ddim_chain, lookahead
 from genreg_core.sampling import reverse_process
 
@@ -82,15 +81,12 @@ def test_ddim_chain_matches_reverse_process_and_passes_gradients(tiny_generator)
         assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-def test_adarand_prior_starts_at_class_statistics_and_its_step_follows_means_and_spreads(digits, tiny_generator):
+def test_adarand_prior_step_follows_means_and_spreads(digits, tiny_generator):
+    # the initial μ, σ are checked against an independent computation in test_adarand.py
     config = TrainConfig.tiny("adarand")
     setup = _setup(digits, tiny_generator, config)
     method: AdaRand = make_method("adarand", config)
     method.start(setup)
-    mean, std = class_statistics(batch_features(setup.model, setup.images), setup.labels, N_CLASSES)
-    torch.testing.assert_close(method.mu_.detach(), mean)
-    torch.testing.assert_close(method.sigma_, std)
-
     torch.manual_seed(1)
     method.mu_bar_ = torch.randn_like(method.mu_bar_)  # running means pointing elsewhere
     follow_0, spread_0 = prior_loss(method.mu_.detach(), method.mu_bar_)

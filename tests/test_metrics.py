@@ -136,3 +136,16 @@ def test_nearest_neighbours_match_brute_force():
     assert np.all(np.diff(distances, axis=1) >= 0)
     copies, copy_distances = nearest_neighbours(reference[:10], reference, n=1)
     assert np.array_equal(copies[:, 0], np.arange(10)) and np.all(copy_distances < 1e-5)
+
+
+def test_density_of_a_set_against_itself_is_k_plus_one_over_k_by_an_independent_count():
+    # with the "≤ radius" rule each real ball holds its own centre and its k nearest neighbours (no ties)
+    x = np.random.default_rng(5).normal(size=(60, 7))
+    k = 4
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))  # (N, N) brute force
+    radii = np.sort(d + np.diag(np.full(len(x), np.inf)), axis=1)[:, k - 1]  # k-th neighbour, self excluded
+    held = sum(int((d[i] <= radii[i]).sum()) for i in range(len(x)))  # synthetic points in real ball i
+    independent = held / (k * len(x))
+    result = compute_prdc(x, x.copy(), k)
+    assert independent == pytest.approx((k + 1) / k)
+    assert result.density == pytest.approx(independent, abs=1e-12)
