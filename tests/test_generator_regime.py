@@ -51,3 +51,15 @@ def test_own_generator_is_cached_by_data_n_and_seed(digits, digits_split, tmp_pa
 def test_unknown_regime_is_rejected():
     with pytest.raises(ValueError, match="unknown generator regime"):
         check_regime("everything")
+
+
+def test_every_run_records_its_regime(tmp_path):
+    from genreg_core.runs import RunSpec, RunStore
+
+    store = RunStore(tmp_path)
+    run_id = store.create_run(RunSpec(dataclasses.replace(TrainConfig.tiny("gda"), generator_regime="own"),
+                                      DataConfig()))
+    run = store.get_run(run_id)
+    assert run.data.params["train.generator_regime"] == "own" and run.data.tags["genreg.generator_regime"] == "own"
+    summary = store.summary(run_id)
+    assert summary.generator_regime == "own" and summary.name.endswith("-own")
