@@ -1,8 +1,10 @@
 """Home: what genreg is for, and real next to generated images for every class."""
 
+import pandas as pd
 import streamlit as st
 
 from genreg_app.state import current_lab, lab_key
+from genreg_core.claims import load_claims
 from genreg_core.config import SamplerConfig
 from genreg_core.imaging import make_grid
 
@@ -46,3 +48,19 @@ with right:
     st.subheader("Generated (DDIM, 50 steps)")
     note = "one row per class" if gen.conditional else "labels from the feature classifier"
     st.image(fake_grid, caption=note, clamp=True)
+if lab.generator_source is None:
+    st.caption("The shipped generator was trained on the **whole labelled training split**: it saw more labelled data "
+               "than any N-per-class classifier here (the *pool* regime). The Training runs page can instead train "
+               "an *own* generator on the classifier's N-per-class images only.")
+
+st.subheader("What the papers claim, and what our runs show")
+try:
+    claims, meta = load_claims()
+except ValueError as exc:
+    st.info(str(exc))
+else:
+    st.dataframe(pd.DataFrame([{"claim": c.claim, "verdict": c.verdict, "numbers": c.numbers, "setting": c.setting,
+                                "see it on": f"/{c.page}"} for c in claims]), hide_index=True, key="home.claims",
+                 column_config={"see it on": st.column_config.LinkColumn("see it on", display_text=r"/(.*)")})
+    st.caption(f"From `bench/results/claims.json` ({meta.get('setting', '')}). Verdicts: two means differ only when "
+               "their gap exceeds two standard errors and half a point; `python -m bench.reproduce` reruns the grid.")

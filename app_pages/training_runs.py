@@ -41,7 +41,7 @@ with store_errors():
 defaults = TrainConfig()
 
 with st.form("tr.form"):
-    c1, c2, c3, c4, c5 = st.columns(5)
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
     methods = c1.multiselect("Methods", list(METHODS), default=["ce", "adarand"], key="tr.methods",
                              help="\n".join(f"- **{m}**: {n}" for m, n in METHOD_NOTES.items()))
     setting = c2.selectbox("Images per class", [5, 10, 25, "all"], index=1, key="tr.per_class")
@@ -54,6 +54,12 @@ with st.form("tr.form"):
                         help="pretrained: the backbone learned without labels (SimCLR) on the unlabelled training "
                              "split, then fine-tuned (AdaRand's and MGR's setting); AdaRand's μ, σ start from its "
                              "features.")
+    regime = c6.selectbox("Generator regime", ["pool", "own"], key="tr.regime",
+                          format_func={"pool": "pool (sidebar generator)", "own": "own (N-per-class only)"}.get,
+                          help="pool: the sidebar's generator — the shipped one was trained on the whole labelled "
+                               "training split, so it saw more labelled data than the classifier. own: a generator "
+                               "trained only on the run's own N-per-class images, in the background before the run "
+                               "(a few CPU minutes, cached by data, N and seed). Only GDA and MGR use it.")
     with st.expander("Hyper-parameters (the method specs' defaults)"):
         h1, h2, h3, h4 = st.columns(4)
         lr = h1.number_input("Learning rate", 1e-5, 1.0, defaults.lr, format="%.4f", key="tr.lr")
@@ -66,6 +72,9 @@ with st.form("tr.form"):
         mgr_weight = h4.number_input("MGR λ", 0.0, 100.0, defaults.mgr_weight, key="tr.mgr_weight")
         mgr_steps = h4.number_input("MGR DDIM steps", 1, 50, defaults.mgr_sampler_steps, key="tr.mgr_steps")
         mgr_period = h4.number_input("MGR meta period", 1, 100, defaults.mgr_meta_period, key="tr.mgr_period")
+        mgr_teaching = h4.checkbox("MGR teaching setting", key="tr.mgr_teaching",
+                                   help="3 finder updates per step at finder lr 3e-2 (30×): the selected latents "
+                                        "move visibly away from the random ones; about 3× slower.")
         s1, s2, s3, s4 = st.columns(4)
         sem_kind = s1.selectbox("Semantic perturbation", list(KINDS), key="tr.sem_kind")
         sem_norm = s1.selectbox("Semantic ball", list(NORMS), index=list(NORMS).index(defaults.semantic_norm),
@@ -98,7 +107,9 @@ if launch:
                            mgr_meta_period=int(mgr_period), semantic_perturbation=sem_kind, semantic_norm=sem_norm,
                            semantic_eps=float(sem_eps) or None, semantic_ratio=float(sem_ratio),
                            semantic_tau=int(sem_tau), gssl_weight=float(gssl_weight),
-                           gssl_sim_weight=float(gssl_sim), gssl_latent_lr=float(gssl_lr), init=init)
+                           gssl_sim_weight=float(gssl_sim), gssl_latent_lr=float(gssl_lr), init=init,
+                           generator_regime=regime)
+        base = base.mgr_teaching() if mgr_teaching else base
         with store_errors(stop=False):
             for method in methods:
                 for seed in seeds:
@@ -141,8 +152,8 @@ def runs_panel() -> None:
     table["error"] = table["error"].fillna("")
     st.subheader("Runs")
     st.dataframe(
-        table[["name", "status", "method", "per_class", "seed", "progress", "best_val_loss", "test_accuracy", "error",
-               "run_id"]],
+        table[["name", "status", "method", "per_class", "seed", "generator_regime", "generator_progress", "progress",
+               "best_val_loss", "test_accuracy", "error", "run_id"]],
         hide_index=True, width="stretch",
         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
                        "test_accuracy": st.column_config.NumberColumn("test acc @ best val", format="%.4f")})
@@ -191,7 +202,8 @@ def runs_panel() -> None:
         frame = pd.DataFrame(summary)
         frame["test accuracy"] = [_accuracy_text(m, s, n) for m, s, n in
                                   zip(frame.test_accuracy_mean, frame.test_accuracy_std, frame.runs)]
-        st.dataframe(frame[["method", "per_class", "runs", "test accuracy", "seeds"]], hide_index=True)
+        st.dataframe(frame[["method", "per_class", "generator_regime", "runs", "test accuracy", "seeds"]],
+                     hide_index=True)
     e1, e2 = st.columns(2)
     e1.download_button("Export run table (CSV)", table.drop(columns=["progress"]).to_csv(index=False), "runs.csv",
                        "text/csv", key="tr.csv")

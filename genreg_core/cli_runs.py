@@ -33,6 +33,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown method {args.method!r} (known: {', '.join(METHODS)})")
     base = TrainConfig.tiny(args.method) if args.preset == "tiny" else TrainConfig(method=args.method)
     train = dataclasses.replace(base, per_class=args.per_class, epochs=args.epochs, seed=args.seed, init=args.init,
+                                generator_regime=args.generator_regime,
                                 semantic_perturbation=args.perturbation, semantic_norm=args.norm,
                                 semantic_eps=args.eps)
     data = DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
@@ -44,13 +45,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.update(1)
         bar.set_postfix(val_loss=f"{metrics['val_loss']:.3f}", val_acc=f"{metrics['val_accuracy']:.3f}")
 
+    generator_bar = None
+
+    def on_generator_step(step: int, total: int, metrics: dict) -> None:
+        nonlocal generator_bar
+        if generator_bar is None:
+            generator_bar = tqdm(total=total, desc="own generator", file=sys.stderr, dynamic_ncols=True)
+        generator_bar.n = step
+        generator_bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+        generator_bar.refresh()
+
     try:
-        result = execute_run(store, run_id, max_concurrent=args.max_concurrent, on_epoch=on_epoch)
+        result = execute_run(store, run_id, max_concurrent=args.max_concurrent, on_epoch=on_epoch,
+                             on_generator_step=on_generator_step)
     except FloatingPointError as exc:
         raise ValueError(f"run {run_id} failed: {exc}") from exc
     finally:
         bar.close()
-    payload = {"method": args.method, "init": args.init, "per_class": args.per_class, "seed": args.seed,
+        if generator_bar is not None:
+            generator_bar.close()
+    payload = {"method": args.method, "per_class": args.per_class, "seed": args.seed, "init": args.init,
+               "generator_regime": args.generator_regime,
                "best_val_loss": result.best_val_loss if result else None,
                "test_accuracy": result.test_accuracy if result else None,
                "epochs": len(result.history) if result else 0, "run_id": run_id}
@@ -127,6 +142,9 @@ def add_run_commands(sub, add_data_args) -> None:
     p.add_argument("--preset", choices=["default", "tiny"], default="default")
     p.add_argument("--generator", type=text, default=None,
                    help="diffusers folder or hub id (default: the shipped model)")
+    p.add_argument("--generator-regime", choices=["pool", "own"], default="pool",
+                   help="pool: the --generator (the shipped one saw the whole labelled train split) | own: a "
+                        "generator trained on the run's own per-class images only (cached; minutes on CPU)")
     p.add_argument("--device", default="auto")
     p.add_argument("--max-concurrent", type=int_in(1, MAX_CONCURRENT), default=2,
                    help="runs at once across all genreg processes")

@@ -7,6 +7,10 @@ from typing import Any, Literal
 
 SamplerMethod = Literal["ddim", "ddpm"]
 TrainMethod = Literal["ce", "gda", "randreg", "adarand", "mgr", "mgr+adarand", "semantic", "gssl"]
+GeneratorRegime = Literal["pool", "own"]
+GENERATOR_REGIMES = ("pool", "own")
+PcrReduction = Literal["sum", "mean"]
+MgrLookahead = Literal["sgd", "adam"]
 InitName = Literal["scratch", "pretrained"]
 
 
@@ -104,6 +108,9 @@ class TrainConfig:
     weight_decay: float = 5e-4  # Adam (L2) weight decay
     augment: bool = True  # T(·): random shift / rotation of real batches
     seed: int = 0  # seed of the weights, the per-class subset, the batches and every random draw
+    generator_regime: GeneratorRegime = "pool"  # pool: the lab's generator (the shipped one saw the whole labelled
+    # train split); own: a generator trained only on this run's per_class images (genreg_core.generator_regime)
+    own_generator_preset: str = "default"  # own regime: the preset whose unet and own_generator configs train it
     width: int = 32  # classifier channels of the first conv block (ConvNet, as FeatureConfig)
     feature_dim: int = 128  # classifier feature size d (ConvNet, as FeatureConfig)
     gda_ratio: float = 1.0  # GDA ρ: synthetic pairs per real pair in each batch
@@ -119,6 +126,11 @@ class TrainConfig:
     mgr_backprop_steps: int | None = None  # MGR: backprop through the UNet in the last k DDIM steps only; None = all
     mgr_synthetic_batch: int = 16  # MGR: synthetic images per step
     mgr_val_fraction: float = 0.2  # MGR / GSSL: share of the training subset held out as B_val (at least 1 per class)
+    mgr_pcr_reduction: PcrReduction = "mean"  # MGR: ‖g(T₁x) − g(T₂x)‖² summed or averaged over the d feature dims
+    mgr_finder_conditional: bool = False  # MGR (ours): the finder also sees the class c, F_ω(u, c)
+    mgr_lookahead: MgrLookahead = "sgd"  # MGR: lookahead θ' by plain SGD, or (ours) the classifier's Adam step
+    mgr_meta_steps: int = 1  # MGR: finder updates per meta period (each on a fresh u)
+    mgr_compare_random: bool = True  # MGR: also look ahead on G(u, c) to record whether F_ω(u) beat random u
     mgr_compile: bool = False  # MGR: torch.compile the UNet of the differentiable DDIM chain (for CUDA; warm-up once)
     semantic_perturbation: str = "rand"  # semantic: rand | away | adv (Yüksel et al., ICCV 2021)
     semantic_norm: str = "linf"  # semantic: l2 | linf ball of the latent perturbation (per image, over C·H·W)
@@ -142,7 +154,15 @@ class TrainConfig:
         """A run that takes about a second on CPU with the tiny generator, for tests."""
         return cls(method=method, per_class=5, epochs=3, batch_size=16, width=8, feature_dim=32,
                    gda_pool_per_class=4, gda_sampler_steps=2, mgr_sampler_steps=2, mgr_synthetic_batch=4,
-                   semantic_sampler_steps=2, gssl_sampler_steps=2, gssl_synthetic_batch=4, gssl_bank_per_class=2)
+                   semantic_sampler_steps=2, gssl_sampler_steps=2, gssl_synthetic_batch=4, gssl_bank_per_class=2,
+                   own_generator_preset="tiny")
+
+    def mgr_teaching(self) -> TrainConfig:
+        """This config with MGR's teaching setting: three finder updates per step at a 30× larger finder lr,
+        so that the meta-selected latents move visibly away from the random ones (slower: more DDIM chains)."""
+        from dataclasses import replace
+
+        return replace(self, mgr_finder_lr=3e-2, mgr_meta_steps=3)
 
 
 @dataclass
@@ -154,6 +174,9 @@ class Preset:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
+    own_generator: GeneratorTrainConfig = field(default_factory=lambda: GeneratorTrainConfig(
+        steps=1200, batch_size=64, lr=1e-3, warmup_steps=100, ema_decay=0.995, checkpoint_every=200))
+    # the "own" regime's generator: trained on the N-per-class subset only, a few CPU minutes
 
 
 def _tiny() -> Preset:
@@ -163,6 +186,7 @@ def _tiny() -> Preset:
         sampler=SamplerConfig(n_steps=5),
         features=FeatureConfig(width=8, feature_dim=32, epochs=2),
         training=TrainConfig.tiny(),
+        own_generator=GeneratorTrainConfig(steps=4, batch_size=8, warmup_steps=1, checkpoint_every=2),
     )
 
 

@@ -116,6 +116,8 @@ class RunSummary:
     start_time: float  # seconds since the epoch
     end_time: float | None
     error: str | None
+    generator_regime: str = "pool"  # pool | own
+    generator_progress: str | None = None  # own regime: "step/total" while its generator trains, then trained|cached
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,10 +192,11 @@ class RunStore:
 
         check_train_config(spec.train)
         train = spec.train
-        name = f"{train.method}-{train.per_class or 'all'}pc-s{train.seed}"
+        name = f"{train.method}-{train.per_class or 'all'}pc-s{train.seed}" + ("-own" if train.generator_regime == "own"
+                                                                              else "")
         tags = {"genreg.method": train.method, "genreg.init": train.init,
                 "genreg.per_class": str(train.per_class or "all"), "genreg.seed": str(train.seed),
-                "genreg.dataset": spec.data.name}
+                "genreg.dataset": spec.data.name, "genreg.generator_regime": train.generator_regime}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
         try:
@@ -279,7 +282,9 @@ class RunStore:
             seed=int(data.tags.get("genreg.seed", 0)), epochs=int(data.params.get("train.epochs", 0)),
             epoch=int(data.metrics.get("epoch", 0)), best_val_loss=data.metrics.get("best_val_loss"),
             test_accuracy=data.metrics.get("test_accuracy_at_best"), start_time=info.start_time / 1000,
-            end_time=info.end_time / 1000 if info.end_time else None, error=error)
+            end_time=info.end_time / 1000 if info.end_time else None, error=error,
+            generator_regime=data.params.get("train.generator_regime", "pool"),
+            generator_progress=data.tags.get("genreg.generator_progress"))
 
     def _mark_orphan(self, run_id: str, pid: str | None, status: str) -> tuple[str, str | None]:
         """A live-looking run without a live worker: stopped if it never started and was stopped, else failed."""
@@ -358,17 +363,17 @@ def _last_line(path: Path) -> str | None:
 
 
 def summarize_runs(runs: list[RunSummary]) -> list[dict[str, Any]]:
-    """Test accuracy mean ± std (and run count) per method and setting, over finished runs."""
+    """Test accuracy mean ± std (and run count) per method, setting and generator regime, over finished runs."""
     import numpy as np
 
-    groups: dict[tuple[str, str], list[RunSummary]] = {}
+    groups: dict[tuple[str, str, str], list[RunSummary]] = {}
     for run in runs:
         if run.status == "finished" and run.test_accuracy is not None:
-            groups.setdefault((run.method, run.per_class), []).append(run)
+            groups.setdefault((run.method, run.per_class, run.generator_regime), []).append(run)
     rows = []
-    for (method, per_class), members in sorted(groups.items()):
+    for (method, per_class, regime), members in sorted(groups.items()):
         acc = np.array([r.test_accuracy for r in members])
-        rows.append({"method": method, "per_class": per_class, "runs": len(members),
+        rows.append({"method": method, "per_class": per_class, "generator_regime": regime, "runs": len(members),
                      "test_accuracy_mean": float(acc.mean()), "test_accuracy_std": float(acc.std(ddof=0)),
                      "seeds": sorted(r.seed for r in members)})
     return rows

@@ -235,7 +235,8 @@ def _start(dataset: ImageDataset, split: Split, config: TrainConfig, generator: 
     images, labels = dataset.images[train_idx].to(device), dataset.labels[train_idx].to(device)
     meta = (dataset.images[meta_idx].to(device), dataset.labels[meta_idx].to(device)) if len(meta_idx) else (None, None)
     total_steps = config.epochs * math.ceil(len(train_idx) / config.batch_size)
-    method.start(MethodSetup(model, images, labels, dataset.n_classes, device, rng, generator, *meta, total_steps))
+    method.start(MethodSetup(model, images, labels, dataset.n_classes, device, rng, generator, *meta, total_steps,
+                             optimizer))
     return _Run(model, optimizer, method, images, labels, rng, config, callbacks, total_steps), train_idx, meta_idx
 
 

@@ -74,6 +74,31 @@ def _save_model(store: RunStore, run_id: str, result: TrainResult) -> None:
         store.client.log_artifact(run_id, str(path))
 
 
+def _run_generator(store: RunStore, run_id: str, lab, spec: RunSpec, logger: _MetricLogger,
+                   on_generator_step: Callable[[int, int, dict], None] | None):
+    """The run's generator under its regime; an ``own`` one trained here logs ``generator/loss`` per step and
+    its progress in the tag ``genreg.generator_progress`` ("done/total", then "cached" or "trained")."""
+    from genreg_core.generator_regime import run_generator
+
+    last = [0.0]
+
+    def on_step(step: int, total: int, metrics: dict) -> None:
+        logger.log({"generator/loss": metrics["loss"]}, step)
+        if time.time() - last[0] > FLUSH_SECONDS or step == total:
+            store.client.set_tag(run_id, "genreg.generator_progress", f"{step}/{total}")
+            last[0] = time.time()
+        if on_generator_step is not None:
+            on_generator_step(step, total, metrics)
+
+    generator = run_generator(lab, spec.train, on_step)
+    if spec.train.generator_regime == "own":
+        trained = store.client.get_run(run_id).data.tags.get("genreg.generator_progress") is not None
+        store.client.set_tag(run_id, "genreg.generator_progress", "trained" if trained else "cached")
+        store.client.set_tag(run_id, "genreg.own_generator", generator.metadata.get("key", ""))
+    logger.flush()
+    return generator
+
+
 def _recording_callbacks(store: RunStore, run_id: str, logger: _MetricLogger,
                          on_step: Callable[[int, dict], None] | None, on_epoch: Callable[[int, dict], None] | None,
                          should_stop: Callable[[], bool]) -> TrainCallbacks:
@@ -105,8 +130,12 @@ def _recording_callbacks(store: RunStore, run_id: str, logger: _MetricLogger,
 
 def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
                 on_step: Callable[[int, dict], None] | None = None,
-                on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult | None:
+                on_epoch: Callable[[int, dict], None] | None = None,
+                on_generator_step: Callable[[int, int, dict], None] | None = None) -> TrainResult | None:
     """Run ``run_id`` to its end and record it; returns None if it was stopped before it started.
+
+    Under the ``own`` regime the run first trains (or loads) its own generator, reporting each step through
+    ``on_generator_step(step, total, metrics)``.
 
     Exceptions from training are recorded (status FAILED, tag ``genreg.error``) and re-raised.
     """
@@ -129,8 +158,9 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_
             return None
         client.update_run(run_id, status="RUNNING")
         lab = open_lab(spec.data, spec.generator, spec.device)
+        generator = _run_generator(store, run_id, lab, spec, logger, on_generator_step)
         callbacks = _recording_callbacks(store, run_id, logger, on_step, on_epoch, should_stop)
-        result = train_classifier(lab.dataset, lab.split, spec.train, lab.generator, lab.device, callbacks)
+        result = train_classifier(lab.dataset, lab.split, spec.train, generator, lab.device, callbacks)
         logger.flush()
         final = {"best_val_loss": result.best_val_loss, "test_accuracy_at_best": result.test_accuracy,
                  "best_epoch": result.best_epoch}

@@ -264,7 +264,41 @@ def test_meta_latents_page_shows_random_vs_selected(replay_runs):
     assert any(c.startswith("random latents") for c in captions)
     assert any(c.startswith("meta-selected") for c in captions)
     assert list(at.dataframe[0].value["samples"]) == ["selected", "random"]
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 5  # shift and beats-random per epoch, scatter, losses, influence
+    assert any("The finder has not moved" in w.value for w in at.warning)  # default finder lr, 2 tiny epochs
+
+
+def test_training_runs_page_launches_own_regime_and_teaching_runs(monkeypatch):
+    specs = []
+
+    def fake_launch(store, spec, max_concurrent=2):
+        specs.append(spec)
+        run_id = store.create_run(spec)
+        store.client.set_tag(run_id, "genreg.generator_progress", "120/1200")
+        return run_id
+
+    monkeypatch.setattr("genreg_core.worker.launch_run", fake_launch)
+    at = AppTest.from_file("../app_pages/training_runs.py", default_timeout=120).run()
+    at.multiselect(key="tr.methods").set_value(["mgr"])
+    at.selectbox(key="tr.regime").set_value("own")
+    at.checkbox(key="tr.mgr_teaching").check()
+    at.text_input(key="tr.seeds").set_value("41")
+    next(b for b in at.button if b.label == "Launch").click()
+    at.run()
+    assert not at.exception, at.exception
+    (spec,) = specs
+    assert spec.train.generator_regime == "own" and spec.train.mgr_finder_lr == 3e-2 and spec.train.mgr_meta_steps == 3
+    row = at.dataframe[0].value.set_index("seed").loc[41]
+    assert row["generator_regime"] == "own" and row["generator_progress"] == "120/1200"
+
+
+def test_home_page_shows_the_claims_table_with_page_links():
+    at = AppTest.from_file("../app_pages/home.py", default_timeout=120).run()
+    assert not at.exception, at.exception
+    claims = at.dataframe[0].value
+    assert len(claims) == 4 and set(claims["verdict"]) <= {"reproduced", "not reproduced", "reversed", "not tested"}
+    assert set(claims["see it on"]) <= {"/training_runs", "/meta_latents", "/reference_vectors", "/reverse_step"}
+    assert any("whole labelled training split" in c.value for c in at.caption)
 
 
 def test_meta_latents_page_shows_gssl_initial_vs_optimized(replay_runs):

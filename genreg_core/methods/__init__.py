@@ -21,7 +21,10 @@ def _adarand(config: TrainConfig) -> AdaRand:
 
 def _mgr(base: Method, config: TrainConfig) -> MGR:
     return MGR(base, config.mgr_weight, config.mgr_finder_lr, config.mgr_meta_period, config.mgr_sampler_steps,
-               config.mgr_backprop_steps, config.mgr_synthetic_batch, config.batch_size, config.mgr_compile)
+               config.mgr_backprop_steps, config.mgr_synthetic_batch, config.batch_size, config.mgr_pcr_reduction,
+               config.mgr_finder_conditional, config.mgr_lookahead, config.mgr_meta_steps, config.mgr_compare_random,
+               config.mgr_compile)
+
 
 
 def _semantic(config: TrainConfig) -> SemanticPerturbation:

@@ -37,6 +37,7 @@ class MethodSetup:
     meta_images: torch.Tensor | None = None  # (M, C, H, W) MGR's held-out B_val, on ``device``
     meta_labels: torch.Tensor | None = None  # (M,) its labels
     total_steps: int | None = None  # classifier steps the run will take (schedules of a method's own optimizer)
+    optimizer: torch.optim.Optimizer | None = None  # the classifier's optimizer (MGR's Adam lookahead reads it)
 
 
 class Method:

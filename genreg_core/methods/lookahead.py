@@ -45,6 +45,8 @@ class LookaheadResult:
     val_after: torch.Tensor  # () CE(B_val; θ'), differentiable in the synthetic batch and in ``weights``
     weights: torch.Tensor  # (S,) per-sample weights w_i = 1 of the regularizer (leaf, requires grad)
     forward: Forward  # the classifier at θ (functional, BatchNorm on batch statistics)
+    params: dict[str, torch.Tensor]  # θ, as the functional forward sees it
+    real: torch.Tensor  # () the real-batch loss at θ (in the lookahead's graph)
     x_val: torch.Tensor  # (M, C, H, W) the validation batch used
     y_val: torch.Tensor  # (M,)
 
@@ -52,9 +54,10 @@ class LookaheadResult:
 def lookahead_validation(model: ConvNet, real_loss: Callable[[Forward], torch.Tensor],
                          regularizer: Callable[[Forward], torch.Tensor], weight: float, lr: float,
                          meta_images: torch.Tensor, meta_labels: torch.Tensor, val_batch: int,
-                         rng: torch.Generator) -> LookaheadResult:
+                         rng: torch.Generator, step: Callable = lookahead) -> LookaheadResult:
     """``θ' = θ − η ∇_θ [real_loss(θ) + λ mean_i w_i ℓ_i(θ)]``, then ``CE(B_val; θ')`` on a random validation batch.
 
+    ``step(params, loss, lr)`` takes the differentiable step (plain SGD by default; MGR's Adam-shaped option).
     ``regularizer(forward)`` returns the per-sample loss ``ℓ_i`` (S,) of the synthetic batch. ``∂ val_after / ∂ w_i``
     is ``−(η/S) λ ∇CE(B_val; θ')·∇ℓ_i(θ)``, the per-sample influence both methods record.
     """
@@ -63,9 +66,9 @@ def lookahead_validation(model: ConvNet, real_loss: Callable[[Forward], torch.Te
     real = real_loss(forward)
     per_sample = regularizer(forward)  # (S,)
     weights = torch.ones(per_sample.shape[0], device=per_sample.device, requires_grad=True)
-    params_after = lookahead(params, real + weight * (weights * per_sample).mean(), lr)
+    params_after = step(params, real + weight * (weights * per_sample).mean(), lr)
     x_val, y_val = pick_batch(meta_images, meta_labels, val_batch, rng)
     with torch.no_grad():
         val_before = F.cross_entropy(forward(x_val)[1], y_val)
     val_after = F.cross_entropy(functional_forward(model, params_after)(x_val)[1], y_val)
-    return LookaheadResult(val_before, val_after, weights, forward, x_val, y_val)
+    return LookaheadResult(val_before, val_after, weights, forward, params, real, x_val, y_val)
