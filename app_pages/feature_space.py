@@ -124,8 +124,8 @@ n_real = len(result.real_labels)
 prdc = result.metrics.prdc
 fig = feature_scatter(proj.real, proj.synthetic, result.real_labels, result.synthetic_labels, lab.dataset.class_names,
                       color_by, synth_in_manifold=prdc.synthetic_in_manifold, real_covered=prdc.real_covered,
-                      title=f"{AXIS_NAMES[method]} of extractor features", axis_name=AXIS_NAMES[method],
-                      highlight_classes=classes)
+                      title=f"{AXIS_NAMES[method]} of {EMBEDDING_NAMES[config.embedding]} features",
+                      axis_name=AXIS_NAMES[method], highlight_classes=classes)
 event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="fs.chart")
 
 n_points = n_real + len(result.synthetic_labels)

@@ -210,5 +210,6 @@ show_t = st.multiselect("Reconstructions to draw", sweep.t_values, default=sweep
                         key="rs.drift_t")
 chosen = [sweep.t_values.index(x) for x in show_t]
 st.plotly_chart(drift_scatter(orig_xy, rec_xy[chosen], show_t, sweep.labels, names), key="rs.drift")
-st.caption("PCA of extractor features fitted on the originals; grey lines join each original to its "
-           "reconstructions. Points drifting toward the class clusters' centres are the modes taking over.")
+st.caption(f"PCA of {EMBEDDING_NAMES[sweep_config.embedding]} features fitted on the originals; grey lines join "
+           "each original to its reconstructions. Points drifting toward the class clusters' centres are the modes "
+           "taking over.")
