@@ -71,7 +71,7 @@ def test_bf16_keeps_the_outside_classifier_fidelity(digits, digits_split):
     assert scores["bf16"] >= 0.95 and scores["bf16"] >= scores["fp32"] - 0.02, scores
 
 
-def test_compiled_sampler_matches_eager(digits):
+def test_compiled_sampler_matches_eager():
     labels = class_labels(10, 4).to(CUDA)
     sampler = SamplerConfig(n_steps=5)
     eager = sample_images(load_generator(device=CUDA, precision="bf16", compile=False), labels, sampler=sampler)
