@@ -54,7 +54,7 @@ def test_reverse_step_page_sweeps_in_the_chosen_embedding():
     at.run()
     assert not at.exception, at.exception
     at.slider(key="rs.sweep_n").set_value(5)
-    at.multiselect(key="rs.sweep_t").set_value([0, 1000])
+    at.button_group(key="rs.sweep_t").set_value([0, 1000])
     at.selectbox(key="rs.embedding").set_value("random")
     next(b for b in at.button if b.label == "Run sweep").click()
     at.run()

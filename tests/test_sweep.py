@@ -38,7 +38,7 @@ def test_shapes_cache_and_contract(lab, sweep):
     assert sweep.features.shape == (4, n, lab.extractor.feature_dim)
     keys = {"t", "mse", "feature_distance", "precision", "recall", "density", "coverage", "frechet_distance",
             "centroid_distance", "label_agreement"}
-    assert all(set(row) == keys for row in sweep.rows)
+    assert all(set(row) == keys | {"embedding", "reference"} for row in sweep.rows)
     again = run_sweep(lab, SweepConfig(t_values=(0, 100, 500, 1000), per_class=8, seed=0, k=3,
                                        sampler=SamplerConfig(n_steps=8)))
     assert again is sweep
