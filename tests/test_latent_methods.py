@@ -102,14 +102,14 @@ def test_gssl_snapshot_is_replayable_like_mgr(digits, tiny_generator):
 def test_cli_trains_the_latent_methods_with_the_json_contract(method, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GENREG_HOME", str(tmp_path / "home"))
     args = ["train", "--method", method, "--per-class", "3", "--epochs", "1", "--seed", "0", "--preset", "tiny",
-            "--device", "cpu", "--json", "--perturbation", "adv", "--norm", "l2", "--eps", "0.5"]
+            "--device", "cpu", "--json", "--perturbation", "away", "--norm", "l2", "--eps", "0.5"]
     assert main(args) == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(payload) == {"method", "per_class", "seed", "best_val_loss", "test_accuracy", "epochs", "run_id", "init",
                             "generator_regime"}
     assert payload["method"] == method and payload["epochs"] == 1 and 0 <= payload["test_accuracy"] <= 1
     train = RunStore().load_spec(payload["run_id"]).train
-    assert (train.semantic_perturbation, train.semantic_norm, train.semantic_eps) == ("adv", "l2", 0.5)
+    assert (train.semantic_perturbation, train.semantic_norm, train.semantic_eps) == ("away", "l2", 0.5)
 
 
 def test_cli_train_rejects_a_bad_perturbation(capsys):
