@@ -13,6 +13,10 @@ never the cross-entropy or the head:
   3. classifier step on ``L_real + λ L_PCR(G(F_ω(u')).detach())``.
   ``L_real`` is the base method's real-batch loss: CE for ``mgr``, CE + AdaRand's feature loss for
   ``mgr+adarand``.
+
+Options where the paper is silent (ours, ``methods/mgr_options.py``): PCR summed or averaged over d, a
+class-conditioned finder ``F_ω(u, c)``, an Adam lookahead in the classifier's optimizer geometry, several
+finder updates per step, and a recorded comparison of every meta step against the random latents ``u``.
 """
 
 from __future__ import annotations
