@@ -63,3 +63,11 @@ def test_every_run_records_its_regime(tmp_path):
     assert run.data.params["train.generator_regime"] == "own" and run.data.tags["genreg.generator_regime"] == "own"
     summary = store.summary(run_id)
     assert summary.generator_regime == "own" and summary.name.endswith("-own")
+
+
+def test_cli_rejects_an_unknown_regime_naming_the_flag(capsys):
+    from genreg_core.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--method", "gda", "--generator-regime", "everything"])
+    assert exit_info.value.code == 2 and "--generator-regime" in capsys.readouterr().err
