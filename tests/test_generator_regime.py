@@ -71,3 +71,15 @@ def test_cli_rejects_an_unknown_regime_naming_the_flag(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--method", "gda", "--generator-regime", "everything"])
     assert exit_info.value.code == 2 and "--generator-regime" in capsys.readouterr().err
+
+
+def test_run_summary_keeps_regimes_apart():
+    from genreg_core.runs import RunSummary, summarize_runs
+
+    def run(seed, regime, acc):
+        return RunSummary(f"r{seed}{regime}", "n", "finished", "gda", "5", seed, 3, 3, 0.5, acc, 0.0, None, None,
+                          generator_regime=regime)
+
+    rows = summarize_runs([run(0, "pool", 0.9), run(1, "pool", 0.8), run(0, "own", 0.6)])
+    by_regime = {r["generator_regime"]: r for r in rows}
+    assert by_regime["pool"]["runs"] == 2 and by_regime["own"]["test_accuracy_mean"] == pytest.approx(0.6)
