@@ -95,8 +95,8 @@ def pcr_per_sample(forward: Forward, x_p: torch.Tensor, rng: torch.Generator, re
     dimensions (``reduction``); both views go through one forward pass.
 
     The two are one knob: the mean is the sum with λ/d. The default (mean, λ = 1, i.e. λ_sum ≈ 0.008) is the best
-    point of the λ sweep in the README, tied with λ_sum 0.02–0.03; λ_sum ≥ 0.1 falls below CE and the sum with
-    λ = 1 collapses the features.
+    point of the λ sweep in the README (bench/results/mgr_sweep.md); λ_sum ≥ 0.1 falls far below CE and the sum
+    with λ = 1 collapses the features.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"unknown PCR reduction {reduction!r} (known: sum, mean)")
