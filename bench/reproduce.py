@@ -126,8 +126,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# genreg reproduction grid: digits ({platform.processor() or 'cpu'}, one run per process thread "
-              f"setting of its command; see the README for the commands)")
+    header = (f"# genreg reproduction grid: digits ({platform.processor() or 'cpu'}; wall times depend on the "
+              f"machine's load, CPU seconds per run are in the results file; commands in the README)")
     if args.report_only:
         write_reports(_load_rows(results), args, header)
         return
