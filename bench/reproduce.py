@@ -98,11 +98,11 @@ def _run(lab: Lab, args: argparse.Namespace, init: str, regime: str, method: str
     generator = lab.generator
     if regime == "own" and make_method(method, config).needs_generator:
         generator = get_own_generator(lab.dataset, split, lab.data_config, config, lab.device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = train_classifier(lab.dataset, split, config, generator, lab.device)
     return {"init": init, "regime": regime, "method": method, "per_class": n, "seed": seed, "epochs": args.epochs,
             "test_accuracy": result.test_accuracy, "best_epoch": result.best_epoch,
-            "seconds": time.perf_counter() - start}
+            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
@@ -144,8 +144,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# genreg reproduction grid: digits ({platform.processor() or 'cpu'}, one run per process thread "
-              f"setting of its command; see the README for the commands)")
+    header = (f"# genreg reproduction grid: digits ({platform.processor() or 'cpu'}; wall times depend on the "
+              f"machine's load, CPU seconds per run are in the results file; commands in the README)")
     if args.report_only:
         write_reports(_load_rows(results), args, header)
         return

@@ -148,8 +148,7 @@ def judge_adarand_finetuning(rows: list[Row]) -> ClaimResult:
         wins += vs == ("higher", "higher")
         losses += "lower" in vs
         parts.append(f"{n} pc: AdaRand {_pct(ada)}, RandReg {_pct(rr)}, CE {_pct(ce)}")
-    cost = (np.mean([r["seconds"] for r in tuned if r["method"] == "adarand"])
-            / np.mean([r["seconds"] for r in tuned if r["method"] == "ce"]))
+    cost = _mean_cost(tuned, "adarand") / _mean_cost(tuned, "ce")
     if wins > len(settings) / 2 and losses == 0 and cost <= MODEST_COST:
         verdict: Verdict = "reproduced"
     elif losses > len(settings) / 2:
@@ -161,6 +160,11 @@ def judge_adarand_finetuning(rows: list[Row]) -> ClaimResult:
                        f"init = pretrained; AdaRand above both in {wins} of {len(settings)} settings, below either in "
                        f"{losses}", "reference_vectors", "AdaRand references",
                        {"wins": wins, "losses": losses, "settings": len(settings), "cost_ratio": float(cost)})
+
+
+def _mean_cost(rows: list[Row], method: str) -> float:
+    """Mean CPU seconds per run of ``method`` (wall seconds when a row has no CPU time: loaded machines distort it)."""
+    return float(np.mean([r.get("cpu_seconds", r["seconds"]) for r in rows if r["method"] == method]))
 
 
 def judge_reverse_step(sweeps: dict[str, list[Row]]) -> ClaimResult:

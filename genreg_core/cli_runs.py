@@ -36,6 +36,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                 generator_regime=args.generator_regime,
                                 semantic_perturbation=args.perturbation, semantic_norm=args.norm,
                                 semantic_eps=args.eps)
+    train = train.mgr_teaching() if args.mgr_teaching else train
     data = DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
     store = RunStore()
     run_id = store.create_run(RunSpec(train, data, args.generator, args.device))
@@ -145,6 +146,8 @@ def add_run_commands(sub, add_data_args) -> None:
     p.add_argument("--generator-regime", choices=["pool", "own"], default="pool",
                    help="pool: the --generator (the shipped one saw the whole labelled train split) | own: a "
                         "generator trained on the run's own per-class images only (cached; minutes on CPU)")
+    p.add_argument("--mgr-teaching", action="store_true",
+                   help="MGR's teaching setting: 3 finder updates per step at finder lr 3e-2 (the latents move)")
     p.add_argument("--device", default="auto")
     p.add_argument("--max-concurrent", type=int_in(1, MAX_CONCURRENT), default=2,
                    help="runs at once across all genreg processes")

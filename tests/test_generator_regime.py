@@ -63,3 +63,42 @@ def test_every_run_records_its_regime(tmp_path):
     assert run.data.params["train.generator_regime"] == "own" and run.data.tags["genreg.generator_regime"] == "own"
     summary = store.summary(run_id)
     assert summary.generator_regime == "own" and summary.name.endswith("-own")
+
+
+def test_cli_rejects_an_unknown_regime_naming_the_flag(capsys):
+    from genreg_core.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--method", "gda", "--generator-regime", "everything"])
+    assert exit_info.value.code == 2 and "--generator-regime" in capsys.readouterr().err
+
+
+def test_run_summary_keeps_regimes_apart():
+    from genreg_core.runs import RunSummary, summarize_runs
+
+    def run(seed, regime, acc):
+        return RunSummary(f"r{seed}{regime}", "n", "finished", "gda", "5", seed, 3, 3, 0.5, acc, 0.0, None, None,
+                          generator_regime=regime)
+
+    rows = summarize_runs([run(0, "pool", 0.9), run(1, "pool", 0.8), run(0, "own", 0.6)])
+    by_regime = {r["generator_regime"]: r for r in rows}
+    assert by_regime["pool"]["runs"] == 2 and by_regime["own"]["test_accuracy_mean"] == pytest.approx(0.6)
+
+
+def test_worker_trains_the_own_generator_first_and_shows_its_progress(tmp_path):
+    from genreg_core.runs import RunSpec, RunStore
+    from genreg_core.worker import execute_run
+
+    store = RunStore(tmp_path)
+    config = dataclasses.replace(TrainConfig.tiny("gda"), generator_regime="own", epochs=1, seed=3)
+    seen = []
+    run_id = store.create_run(RunSpec(config, DataConfig(), None, "cpu"))
+    result = execute_run(store, run_id, on_generator_step=lambda step, total, m: seen.append((step, total)))
+    assert result is not None and result.status == "finished"
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    run = store.get_run(run_id)
+    assert run.data.tags["genreg.generator_progress"] == "trained" and run.data.tags["genreg.own_generator"]
+    assert [step for step, _ in store.history(run_id, ("generator/loss",))["generator/loss"]] == [1, 2, 3, 4]
+    again = store.create_run(RunSpec(config, DataConfig(), None, "cpu"))
+    execute_run(store, again)
+    assert store.summary(again).generator_progress == "cached"

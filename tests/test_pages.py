@@ -297,7 +297,7 @@ def test_training_runs_page_launches_own_regime_and_teaching_runs(monkeypatch):
 
 
 def test_home_page_shows_the_claims_table_with_page_links():
-    at = AppTest.from_file("../app_pages/home.py", default_timeout=120).run()
+    at = AppTest.from_file("../app_pages/home.py", default_timeout=240).run()
     assert not at.exception, at.exception
     claims = at.dataframe[0].value
     assert len(claims) == 4 and set(claims["verdict"]) <= {"reproduced", "not reproduced", "reversed", "not tested"}

@@ -13,6 +13,10 @@ never the cross-entropy or the head:
   3. classifier step on ``L_real + λ L_PCR(G(F_ω(u')).detach())``.
   ``L_real`` is the base method's real-batch loss: CE for ``mgr``, CE + AdaRand's feature loss for
   ``mgr+adarand``.
+
+Options where the paper is silent (ours, ``methods/mgr_options.py``): PCR summed or averaged over d, a
+class-conditioned finder ``F_ω(u, c)``, an Adam lookahead in the classifier's optimizer geometry, several
+finder updates per step, and a recorded comparison of every meta step against the random latents ``u``.
 """
 
 from __future__ import annotations
@@ -55,8 +59,9 @@ def pcr_per_sample(forward: Forward, x_p: torch.Tensor, rng: torch.Generator, re
     """``‖g(T₁(x_p)) − g(T₂(x_p))‖²`` per synthetic image, (N,), summed (the paper) or averaged over the d feature
     dimensions (``reduction``); both views go through one forward pass.
 
-    The two are one knob: the mean is the sum with λ/d. The default (mean, λ = 1) comes from the λ sweep in the
-    README; the sum with λ = 1 (d = 128) collapses the features (test accuracy 0.41 vs 0.95 for CE at 10 per class).
+    The two are one knob: the mean is the sum with λ/d. The default (mean, λ = 1, i.e. λ_sum ≈ 0.008) is the best
+    point of the λ sweep in the README (bench/results/mgr_sweep.md); λ_sum ≥ 0.1 falls far below CE and the sum
+    with λ = 1 collapses the features.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"unknown PCR reduction {reduction!r} (known: sum, mean)")
