@@ -55,7 +55,8 @@ def test_features_json_contract(capsys):
     assert main(["features", "--source", "reconstruct", "--t", "300", "--n", "6", "--k", "3", "--sampler-steps", "3",
                  "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert set(payload) == METRIC_KEYS | {"k", "n_real", "n_synthetic", "per_class"}
+    assert set(payload) == METRIC_KEYS | {"k", "n_real", "n_synthetic", "per_class", "embedding", "reference"}
+    assert payload["embedding"] == "classifier" and payload["reference"] == "same"
     assert payload["n_real"] == payload["n_synthetic"] == 60 and payload["k"] == 3
     assert [row["class"] for row in payload["per_class"]] == list(range(10))
     assert all(METRIC_KEYS <= set(row) for row in payload["per_class"])
@@ -68,7 +69,8 @@ def test_sweep_json_contract(capsys):
 
     assert main(["sweep", "--t", "0", "1000", "--n", "20", "--k", "2", "--sampler-steps", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    keys = METRIC_KEYS | {"t", "mse", "feature_distance", "centroid_distance", "label_agreement"}
+    keys = METRIC_KEYS | {"t", "mse", "feature_distance", "centroid_distance", "label_agreement", "embedding",
+                          "reference"}
     assert [row["t"] for row in rows] == [0, 1000] and all(set(row) == keys for row in rows)
     assert rows[0]["mse"] == 0 and rows[1]["mse"] > 0
     assert main(["sweep", "--t", "0", "-5", "--n", "20", "--json"]) == 2
