@@ -51,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"run {run_id} failed: {exc}") from exc
     finally:
         bar.close()
-    payload = {"method": args.method, "init": args.init, "per_class": args.per_class, "seed": args.seed,
+    payload = {"method": args.method, "per_class": args.per_class, "seed": args.seed,
                "best_val_loss": result.best_val_loss if result else None,
                "test_accuracy": result.test_accuracy if result else None,
                "epochs": len(result.history) if result else 0, "run_id": run_id}
