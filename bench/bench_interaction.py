@@ -25,7 +25,7 @@ from tests.browser.driver import AppServer, choose, goto_page, launch_browser, o
 
 
 def _slider(page, label: str, key: str) -> None:
-    handle = widget(page, "stSlider", label).locator('[role="slider"]').first
+    handle = widget(page, "stSlider", label).locator('input[type="range"]').first
     handle.focus()
     handle.press(key)
 

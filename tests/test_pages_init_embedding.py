@@ -12,7 +12,11 @@ def _clear_caches():
     st.cache_data.clear()
 
 
-def test_training_runs_page_launches_pretrained_runs(monkeypatch):
+def test_training_runs_page_launches_pretrained_runs(monkeypatch, tmp_path):
+    from genreg_core.runs import RunStore
+
+    own = RunStore(tmp_path / "runs")  # other tests count the runs of the session's store
+    monkeypatch.setattr("genreg_app.runs.run_store", lambda: own)
     specs = []
 
     def fake_launch(store, spec, max_concurrent=2):
@@ -29,6 +33,7 @@ def test_training_runs_page_launches_pretrained_runs(monkeypatch):
     at.run()
     assert not at.exception, at.exception
     assert [(s.train.method, s.train.init) for s in specs] == [("adarand", "pretrained")]
+    assert own.list_runs()[0].method == "adarand"
 
 
 def test_feature_space_page_measures_in_the_chosen_embedding():

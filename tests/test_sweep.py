@@ -37,8 +37,9 @@ def test_shapes_cache_and_contract(lab, sweep):
     assert n == 80 and sweep.reconstructions.shape == (4, n, 1, 16, 16)
     assert sweep.features.shape == (4, n, lab.extractor.feature_dim)
     keys = {"t", "mse", "feature_distance", "precision", "recall", "density", "coverage", "frechet_distance",
-            "centroid_distance", "label_agreement"}
-    assert all(set(row) == keys | {"embedding", "reference"} for row in sweep.rows)
+            "centroid_distance", "label_agreement", "embedding", "reference"}
+    assert all(set(row) == keys for row in sweep.rows)
+    assert all(row["embedding"] == "classifier" and row["reference"] == "same" for row in sweep.rows)  # defaults
     again = run_sweep(lab, SweepConfig(t_values=(0, 100, 500, 1000), per_class=8, seed=0, k=3,
                                        sampler=SamplerConfig(n_steps=8)))
     assert again is sweep

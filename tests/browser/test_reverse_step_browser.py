@@ -7,7 +7,7 @@ CHART = '[data-testid="stPlotlyChart"]'
 
 def _press(page, kind: str, label: str, *keys: str) -> None:
     """Focus a slider by its label and press keys on it (Home, End, arrows)."""
-    handle = widget(page, kind, label).locator('[role="slider"]').first
+    handle = widget(page, kind, label).locator('input[type="range"]').first
     handle.focus()
     for key in keys:
         handle.press(key)

@@ -8,7 +8,7 @@ CHART = '[data-testid="stPlotlyChart"]'
 
 
 def _slider(page, label: str, *keys: str) -> None:
-    handle = widget(page, "stSlider", label).locator('[role="slider"]').first
+    handle = widget(page, "stSlider", label).locator('input[type="range"]').first
     handle.focus()
     for key in keys:
         handle.press(key)
