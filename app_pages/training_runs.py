@@ -157,7 +157,8 @@ def runs_panel() -> None:
         hide_index=True, width="stretch",
         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
                        "test_accuracy": st.column_config.NumberColumn("test acc @ best val", format="%.4f")})
-    names = {r.run_id: f"{r.name} · {r.status} ({r.run_id[:6]})" for r in runs}
+    # stable labels (no status): a multiselect keeps its choice by label, so a label that changes drops the choice
+    names = {r.run_id: f"{r.name} ({r.run_id[:6]})" for r in runs}
     a1, a2, a3 = st.columns([4, 1, 1], vertical_alignment="bottom")
     if "tr.act" in st.session_state:  # runs deleted here or in another tab drop out of the choice
         st.session_state["tr.act"] = [i for i in st.session_state["tr.act"] if i in names]

@@ -51,10 +51,14 @@ def pick_run(lab: Lab, methods: tuple[str, ...], label: str, key: str) -> str:
     Without such a run, offers to launch one of ``methods[0]`` and stops the page.
     """
     with store_errors():
-        runs = {r.run_id: f"{r.name} · {r.status} · epoch {r.epoch}/{r.epochs} · {r.run_id[:6]}"
-                for r in run_store().list_runs() if r.method in methods and r.epoch >= 1}
+        found = [r for r in run_store().list_runs() if r.method in methods and r.epoch >= 1]
+    # a stable label (a widget keeps its choice by label); the run's progress goes in the caption below
+    runs = {r.run_id: f"{r.name} · {r.run_id[:6]}" for r in found}
     if runs:
-        return st.selectbox(label, list(runs), format_func=runs.get, key=key)
+        run_id = st.selectbox(label, list(runs), format_func=runs.get, key=key)
+        run = next(r for r in found if r.run_id == run_id)
+        st.caption(f"{run.status} · epoch {run.epoch}/{run.epochs}")
+        return run_id
     st.info(f"No {methods[0]} run with a finished epoch yet.")
     if st.button(f"Launch a 10-per-class {methods[0]} run (30 epochs, in the background)", key=f"{key}.launch",
                  type="primary"):

@@ -128,6 +128,16 @@ def choose(page, kind: str, label: str, option: str) -> None:
         page.keyboard.press("Escape")
 
 
+def selected_tags(page, label: str):
+    """The chosen values of the multiselect called ``label``, as a locator of its tags."""
+    return widget(page, "stMultiSelect", label).locator(".react-aria-ComboBox [data-tag]")
+
+
+def pick_radio(page, label: str, option: str) -> None:
+    """Choose ``option`` of the ``st.radio`` called ``label`` (its text is what a person clicks)."""
+    widget(page, "stRadio", label).get_by_text(option, exact=True).click()
+
+
 def goto_page(page, title: str) -> None:
     """Follow the sidebar's navigation link to the page called ``title``."""
     page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()

@@ -2,7 +2,7 @@
 
 import re
 
-from tests.browser.driver import assert_clean, choose, goto_page, open_page, wait_idle, widget
+from tests.browser.driver import assert_clean, choose, goto_page, open_page, selected_tags, wait_idle, widget
 
 CHART = '[data-testid="stPlotlyChart"]'
 
@@ -34,21 +34,22 @@ def test_training_runs_session(page, app):
     wait_idle(page)
     assert_clean(page)
     assert page.locator(CHART).count() == 1
-    compared = widget(page, "stMultiSelect", "Compare runs").locator('[data-testid="stMultiSelectTag"]')
+    compared = selected_tags(page, "Compare runs")
     assert compared.count() >= 2  # the new runs joined the comparison by themselves
 
-    page.get_by_text("one run: no spread", exact=False).first.wait_for()
-    _slider(page, "Epochs", "End")  # a long run to stop
+    page.get_by_text("one run: no spread", exact=False).first.wait_for(state="attached")  # a dataframe cell
+    earlier = set(_options(page, "Runs to stop or delete"))
+    _slider(page, "Epochs", "End")  # long runs to stop
     page.get_by_role("button", name="Launch").click()
     wait_idle(page)
-    running = [o for o in _options(page, "Runs to stop or delete") if re.search(r"· (running|queued)", o)]
-    assert running, _options(page, "Runs to stop or delete")
+    running = [o for o in _options(page, "Runs to stop or delete") if o not in earlier]
+    assert len(running) == 2, running
     for option in running:
         choose(page, "stMultiSelect", "Runs to stop or delete", option)
-    page.get_by_role("button", name="Stop", exact=True).click()
-    page.wait_for_function(
-        "() => ![...document.querySelectorAll('[data-testid=\"stMultiSelectTag\"]')]"
-        ".some(e => /· (running|queued)/.test(e.innerText))", timeout=120_000)
+        wait_idle(page)
+    main = page.locator('[data-testid="stMainBlockContainer"]')  # not the header's Stop (of the script)
+    main.get_by_role("button", name="Stop", exact=True).click()
+    page.get_by_text("stopped", exact=True).first.wait_for(state="attached", timeout=120_000)  # a table cell
     wait_idle(page)
     assert_clean(page)
 
@@ -74,7 +75,7 @@ def test_replay_pages_session(page, app):
     open_page(page, app.url + "/meta_latents")
     assert_clean(page)
     assert page.locator('[data-testid="stImage"]').count() == 2
-    assert page.locator(CHART).count() == 3
+    assert page.locator(CHART).count() == 5  # shift, beats-random share, scatter, losses, influence
     _slider(page, "Epoch", "Home")
     wait_idle(page)
     assert_clean(page)
@@ -96,4 +97,4 @@ def test_replay_pages_session(page, app):
     goto_page(page, "Meta-selected latents")
     wait_idle(page)
     assert_clean(page)
-    assert page.locator(CHART).count() == 3
+    assert page.locator(CHART).count() == 5  # shift, beats-random share, scatter, losses, influence
