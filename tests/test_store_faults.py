@@ -203,4 +203,7 @@ def test_a_killed_worker_shows_failed_within_two_seconds(shared):
     elapsed = time.time() - killed
     summary = store.summary(run_id)
     assert summary.status == "failed" and elapsed < 2.0, (summary, elapsed)
+    reaped_by = time.time() + 2.0  # the launcher's reaper thread waits on the worker
+    while Path(f"/proc/{pid}").exists() and time.time() < reaped_by:
+        time.sleep(0.05)
     assert not Path(f"/proc/{pid}").exists()  # reaped, not a zombie
