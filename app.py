@@ -2,8 +2,6 @@
 
 import streamlit as st
 
-from genreg_core.projection import warm_up_umap
-
 st.set_page_config(page_title="genreg", page_icon=":material/science:", layout="wide")
 
 pages = [
@@ -14,13 +12,4 @@ pages = [
     st.Page("app_pages/reference_vectors.py", title="AdaRand references", icon=":material/my_location:"),
     st.Page("app_pages/training_runs.py", title="Training runs", icon=":material/monitoring:"),
 ]
-
-
-@st.cache_resource(show_spinner=False)
-def _warm_up_umap():
-    """Once per server: compile UMAP in the background while the user looks at the first page."""
-    return warm_up_umap()
-
-
-_warm_up_umap()
 st.navigation(pages).run()

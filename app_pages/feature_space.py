@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from genreg_app.progress import cached_with_progress
+from genreg_app.progress import cached_with_progress, warm_up_umap_once
 from genreg_app.render import full_table, image_strip, json_download, selected_point_ids
 from genreg_app.runs import run_store, store_errors
 from genreg_app.state import current_lab, lab_key
@@ -44,7 +44,7 @@ source = st.segmented_control("Synthetic source", list(SOURCE_NAMES), format_fun
                               default="generate", key="fs.source") or "generate"
 with st.form("fs.form"):
     c1, c2, c3, c4 = st.columns(4)
-    per_class = c1.slider("Images per class (real and synthetic)", 10, 200, 50, step=10, key="fs.per_class")
+    per_class = c1.slider("Images per class (real and synthetic)", 10, 200, 20, step=10, key="fs.per_class")
     k = c2.number_input("k (nearest neighbours)", 1, 50, 5, key="fs.k")
     seed = c3.number_input("Seed", 0, 10_000, 0, key="fs.seed")
     sampler_steps = c4.number_input("DDIM steps", 1, 200, 25, key="fs.steps", disabled=source not in
@@ -168,3 +168,4 @@ d1.download_button("Download embedding (CSV)", pd.DataFrame(rows).to_csv(index=F
 with d2:
     json_download("Download metrics (JSON)", {"config": asdict(config), **result.metrics.to_json_dict()},
                   "feature_space_metrics.json", key="fs.json")
+warm_up_umap_once()  # the first UMAP a user asks for then finds numba compiled

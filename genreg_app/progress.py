@@ -71,6 +71,15 @@ class ResultCache:
 
 
 @st.cache_resource(show_spinner=False)
+def warm_up_umap_once():
+    """Once per server: compile UMAP in a background thread (started after a page's first result is drawn, so
+    it does not slow that first view down)."""
+    from genreg_core.projection import warm_up_umap
+
+    return warm_up_umap()
+
+
+@st.cache_resource(show_spinner=False)
 def result_cache(name: str, max_entries: int = 16) -> ResultCache:
     """The server-wide cache called ``name``."""
     return ResultCache(max_entries)
