@@ -149,7 +149,7 @@ def runs_panel() -> None:
         return
     table = pd.DataFrame([r.as_dict() for r in runs])
     table["progress"] = table["epoch"] / table["epochs"].clip(lower=1)
-    table["error"] = table["error"].fillna("")
+    table[["error", "generator_progress"]] = table[["error", "generator_progress"]].fillna("")
     st.subheader("Runs")
     st.dataframe(
         table[["name", "status", "method", "per_class", "seed", "generator_regime", "generator_progress", "progress",

@@ -379,7 +379,7 @@ def test_training_runs_follow_new_runs_and_delete_only_what_is_confirmed(monkeyp
     assert at.multiselect(key="tr.compare").value == [first]
     summary = at.dataframe[1].value
     assert summary["test accuracy"].iloc[0] == "90.00% (one run: no spread)"
-    assert list(at.dataframe[0].value["error"]) == [""]
+    assert list(at.dataframe[0].value["error"]) == [""] and list(at.dataframe[0].value["generator_progress"]) == [""]
     launch("randreg", "0")  # a run launched later joins the comparison by itself
     second = next(r.run_id for r in store.list_runs() if r.run_id != first)
     assert set(at.multiselect(key="tr.compare").value) == {first, second}
