@@ -21,13 +21,15 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.browser.driver import AppServer, choose, goto_page, launch_browser, open_page, wait_idle, widget
-
-
-def _slider(page, label: str, key: str) -> None:
-    handle = widget(page, "stSlider", label).locator('input[type="range"]').first
-    handle.focus()
-    handle.press(key)
+from tests.browser.driver import (
+    AppServer,
+    choose,
+    goto_page,
+    launch_browser,
+    open_page,
+    press_slider,
+    wait_idle,
+)
 
 
 def measure(page, base: str) -> list[tuple[str, str, float, str]]:
@@ -51,9 +53,10 @@ def measure(page, base: str) -> list[tuple[str, str, float, str]]:
     timed("Feature space", "back to PCA (cached)", "< 0.3 s", lambda: choose(page, "stSelectbox", "Method", "PCA"))
     timed("Reverse start step", "first view (10 images, grid of 11 t)", "",
           lambda: goto_page(page, "Reverse start step"))
-    timed("Reverse start step", "new t (one reconstruction)", "", lambda: _slider(page, "Start step t", "End"))
-    timed("Reverse start step", "an already computed t", "< 0.3 s", lambda: _slider(page, "Start step t", "Home"))
-    timed("Reverse start step", "an already computed t, again", "< 0.3 s", lambda: _slider(page, "Start step t", "End"))
+    timed("Reverse start step", "new t (one reconstruction)", "", lambda: press_slider(page, "Start step t", "End"))
+    timed("Reverse start step", "an already computed t", "< 0.3 s", lambda: press_slider(page, "Start step t", "Home"))
+    timed("Reverse start step", "an already computed t, again", "< 0.3 s",
+          lambda: press_slider(page, "Start step t", "End"))
     timed("Feature space", "revisit", "< 0.3 s", lambda: goto_page(page, "Feature space"))
     return rows
 

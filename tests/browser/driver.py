@@ -128,6 +128,14 @@ def choose(page, kind: str, label: str, option: str) -> None:
         page.keyboard.press("Escape")
 
 
+def press_slider(page, label: str, *keys: str) -> None:
+    """Press keys (Home, End, arrows) on the slider called ``label``: the way its value moves reliably."""
+    handle = widget(page, "stSlider", label).locator('input[type="range"]').first
+    handle.focus()
+    for key in keys:
+        handle.press(key)
+
+
 def selected_tags(page, label: str):
     """The chosen values of the multiselect called ``label``, as a locator of its tags."""
     return widget(page, "stMultiSelect", label).locator(".react-aria-ComboBox [data-tag]")

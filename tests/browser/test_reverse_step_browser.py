@@ -1,16 +1,9 @@
 """Reverse start step in a real browser: slider, sampler, a small sweep, and navigation."""
 
-from tests.browser.driver import assert_clean, goto_page, open_page, pick_radio, wait_idle, widget
+from tests.browser.driver import assert_clean, goto_page, open_page, pick_radio, press_slider, wait_idle, widget
 
 CHART = '[data-testid="stPlotlyChart"]'
 
-
-def _press(page, kind: str, label: str, *keys: str) -> None:
-    """Focus a slider by its label and press keys on it (Home, End, arrows)."""
-    handle = widget(page, kind, label).locator('input[type="range"]').first
-    handle.focus()
-    for key in keys:
-        handle.press(key)
 
 
 def test_reverse_step_survives_a_session(page, app):
@@ -19,12 +12,12 @@ def test_reverse_step_survives_a_session(page, app):
     images = page.locator('[data-testid="stImage"]').count()
     assert images >= 3
 
-    _press(page, "stSlider", "Start step t", "End")  # t = T: generation from noise
+    press_slider(page, "Start step t", "End")  # t = T: generation from noise
     wait_idle(page)
     assert_clean(page)
     assert page.get_by_text("x_t at t = 1000", exact=False).count() == 1
 
-    _press(page, "stSlider", "Start step t", "Home")  # t = 0 costs nothing, even with DDPM
+    press_slider(page, "Start step t", "Home")  # t = 0 costs nothing, even with DDPM
     wait_idle(page)
     pick_radio(page, "Sampler", "DDPM")  # a cost warning; the slow grid waits to be asked for
     wait_idle(page)
@@ -35,7 +28,7 @@ def test_reverse_step_survives_a_session(page, app):
     wait_idle(page)
     assert_clean(page)
 
-    _press(page, "stSlider", "Training images per class", "Home")  # 5 per class
+    press_slider(page, "Training images per class", "Home")  # 5 per class
     pills = widget(page, "stButtonGroup", "t values")
     for t in ("100", "200", "300", "400", "600", "700", "800", "900"):
         pills.get_by_role("button", name=t, exact=True).click()

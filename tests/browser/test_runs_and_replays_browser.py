@@ -2,16 +2,19 @@
 
 import re
 
-from tests.browser.driver import assert_clean, choose, goto_page, open_page, selected_tags, wait_idle, widget
+from tests.browser.driver import (
+    assert_clean,
+    choose,
+    goto_page,
+    open_page,
+    press_slider,
+    selected_tags,
+    wait_idle,
+    widget,
+)
 
 CHART = '[data-testid="stPlotlyChart"]'
 
-
-def _slider(page, label: str, *keys: str) -> None:
-    handle = widget(page, "stSlider", label).locator('input[type="range"]').first
-    handle.focus()
-    for key in keys:
-        handle.press(key)
 
 
 def _options(page, label: str) -> list[str]:
@@ -26,7 +29,7 @@ def test_training_runs_session(page, app):
     open_page(page, app.url + "/training_runs")
     assert_clean(page)
     choose(page, "stSelectbox", "Images per class", "5")
-    _slider(page, "Epochs", "Home", "ArrowRight")  # 2 epochs
+    press_slider(page, "Epochs", "Home", "ArrowRight")  # 2 epochs
     page.get_by_role("button", name="Launch").click()  # CE and AdaRand, seed 0
     wait_idle(page)
     assert_clean(page)
@@ -39,7 +42,7 @@ def test_training_runs_session(page, app):
 
     page.get_by_text("one run: no spread", exact=False).first.wait_for(state="attached")  # a dataframe cell
     earlier = set(_options(page, "Runs to stop or delete"))
-    _slider(page, "Epochs", "End")  # long runs to stop
+    press_slider(page, "Epochs", "End")  # long runs to stop
     page.get_by_role("button", name="Launch").click()
     wait_idle(page)
     running = [o for o in _options(page, "Runs to stop or delete") if o not in earlier]
@@ -76,7 +79,7 @@ def test_replay_pages_session(page, app):
     assert_clean(page)
     assert page.locator('[data-testid="stImage"]').count() == 2
     assert page.locator(CHART).count() == 5  # shift, beats-random share, scatter, losses, influence
-    _slider(page, "Epoch", "Home")
+    press_slider(page, "Epoch", "Home")
     wait_idle(page)
     assert_clean(page)
     assert page.locator('[data-testid="stImage"]').count() == 2
@@ -87,9 +90,9 @@ def test_replay_pages_session(page, app):
     scatter = page.locator(CHART).first
     assert scatter.locator(".legendtext", has_text="μ̄ (running class mean)").count() == 1
     assert scatter.locator(".legendtext", has_text="reference z").count() == 1
-    _slider(page, "Epoch", "Home")
+    press_slider(page, "Epoch", "Home")
     wait_idle(page)
-    _slider(page, "Epoch", "End")
+    press_slider(page, "Epoch", "End")
     wait_idle(page)
     assert_clean(page)
     assert page.locator(CHART).count() == 2
