@@ -9,7 +9,7 @@ import streamlit as st
 
 from genreg_app.progress import cached_with_progress, warm_up_umap_once
 from genreg_app.render import full_table, image_strip, json_download, selected_point_ids
-from genreg_app.runs import run_store, store_errors
+from genreg_app.runs import run_label, run_store, store_errors
 from genreg_app.state import current_lab, lab_key
 from genreg_core.config import SamplerConfig
 from genreg_core.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
@@ -58,11 +58,11 @@ with st.form("fs.form"):
     elif source == "mgr":
         mgr_runs = {}
         with store_errors(stop=False):
-            mgr_runs = {r.run_id: f"{r.name} ({r.status}, {r.run_id[:6]})" for r in run_store().list_runs()
+            mgr_runs = {run_label(r): r.run_id for r in run_store().list_runs()
                         if r.method.startswith("mgr") and r.status in ("finished", "stopped")}
-        run_id = st.selectbox("MGR run (its meta-selected samples of every epoch)", list(mgr_runs),
-                              format_func=mgr_runs.get, key="fs.run",
-                              placeholder="no finished MGR run yet: launch one on the Training runs page")
+        run_id = mgr_runs.get(st.selectbox("MGR run (its meta-selected samples of every epoch)", list(mgr_runs),
+                                           key="fs.run",
+                                           placeholder="no finished MGR run yet: launch one on the Training runs page"))
     embedding = st.selectbox("Embedding", list(EMBEDDING_NAMES), format_func=EMBEDDING_NAMES.get,
                              key="fs.embedding", help=EMBEDDING_HELP)
     submitted = st.form_submit_button("Compute", type="primary")

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from genreg_app.runs import guarded, run_store, store_errors
+from genreg_app.runs import guarded, run_label, run_store, store_errors
 from genreg_app.state import current_lab
 from genreg_core.config import TrainConfig
 from genreg_core.methods import METHODS
@@ -122,18 +122,18 @@ with store_errors():
     live = any(r.status in ("queued", "running") for r in store.list_runs())
 
 
-def _follow(runs) -> list[str]:
-    """The runs to compare: the user's choice, plus every run launched since the last rerun while following is on."""
-    ids = [r.run_id for r in runs]
+def _follow(labels: list[str], active: list[str]) -> list[str]:
+    """The runs to compare (by label): the user's choice, plus every run launched since the last rerun while
+    following is on. ``labels`` are the store's runs, newest first; ``active`` the queued and running ones."""
     seen = st.session_state.get("tr.seen")
     if seen is None or "tr.compare" not in st.session_state:  # first view: the active and the newest runs
-        chosen = [r.run_id for r in runs if r.status in ("queued", "running")] + ids[:6]
+        chosen = active + labels[:6]
     else:
         chosen = list(st.session_state["tr.compare"])
         if st.session_state.get("tr.follow", True):
-            chosen += [i for i in ids if i not in seen]
-    st.session_state["tr.seen"] = set(ids)
-    return list(dict.fromkeys(i for i in chosen if i in ids))  # deleted runs drop out, order kept
+            chosen += [label for label in labels if label not in seen]
+    st.session_state["tr.seen"] = set(labels)
+    return list(dict.fromkeys(label for label in chosen if label in labels))  # deleted runs drop out, order kept
 
 
 def _accuracy_text(mean: float, std: float, n: int) -> str:
@@ -157,13 +157,13 @@ def runs_panel() -> None:
         hide_index=True, width="stretch",
         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
                        "test_accuracy": st.column_config.NumberColumn("test acc @ best val", format="%.4f")})
-    # stable labels (no status): a multiselect keeps its choice by label, so a label that changes drops the choice
-    names = {r.run_id: f"{r.name} ({r.run_id[:6]})" for r in runs}
+    by_label = {run_label(r): r.run_id for r in runs}
+    names = {run_id: label for label, run_id in by_label.items()}
     a1, a2, a3 = st.columns([4, 1, 1], vertical_alignment="bottom")
     if "tr.act" in st.session_state:  # runs deleted here or in another tab drop out of the choice
-        st.session_state["tr.act"] = [i for i in st.session_state["tr.act"] if i in names]
-    acted = a1.multiselect("Runs to stop or delete", list(names), format_func=names.get, key="tr.act",
-                           placeholder="pick runs")
+        st.session_state["tr.act"] = [label for label in st.session_state["tr.act"] if label in by_label]
+    acted = [by_label[label] for label in
+             a1.multiselect("Runs to stop or delete", list(by_label), key="tr.act", placeholder="pick runs")]
     if a2.button("Stop", key="tr.stop", disabled=not acted, width="stretch"):
         for run_id in acted:
             store.request_stop(run_id)
@@ -184,9 +184,10 @@ def runs_panel() -> None:
             st.session_state.pop("tr.confirm_delete")
             st.rerun()
 
-    st.session_state["tr.compare"] = _follow(runs)
+    st.session_state["tr.compare"] = _follow(list(by_label),
+                                             [names[r.run_id] for r in runs if r.status in ("queued", "running")])
     f1, f2 = st.columns([4, 1], vertical_alignment="bottom")
-    chosen = f1.multiselect("Compare runs", list(names), format_func=names.get, key="tr.compare")
+    chosen = [by_label[label] for label in f1.multiselect("Compare runs", list(by_label), key="tr.compare")]
     f2.toggle("Follow new runs", value=True, key="tr.follow",
               help="Add every newly launched run to the comparison as it appears.")
     if chosen:

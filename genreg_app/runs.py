@@ -45,6 +45,15 @@ def guarded(fn: Callable[[], None]) -> Callable[[], None]:
     return run
 
 
+def run_label(run) -> str:
+    """A run's widget label: stable over its life (no status) and unique (name and id prefix).
+
+    Run widgets take these labels as their options rather than run ids with a ``format_func``: Streamlit serializes
+    a stored choice with the previous rerun's ``format_func``, which does not know runs that appeared since.
+    """
+    return f"{run.name} · {run.run_id[:8]}"
+
+
 def pick_run(lab: Lab, methods: tuple[str, ...], label: str, key: str) -> str:
     """A select box of runs of ``methods`` with at least one epoch recorded.
 
@@ -52,13 +61,11 @@ def pick_run(lab: Lab, methods: tuple[str, ...], label: str, key: str) -> str:
     """
     with store_errors():
         found = [r for r in run_store().list_runs() if r.method in methods and r.epoch >= 1]
-    # a stable label (a widget keeps its choice by label); the run's progress goes in the caption below
-    runs = {r.run_id: f"{r.name} · {r.run_id[:6]}" for r in found}
+    runs = {run_label(r): r for r in found}  # the run's progress goes in the caption below, not in the label
     if runs:
-        run_id = st.selectbox(label, list(runs), format_func=runs.get, key=key)
-        run = next(r for r in found if r.run_id == run_id)
+        run = runs[st.selectbox(label, list(runs), key=key)]
         st.caption(f"{run.status} · epoch {run.epoch}/{run.epochs}")
-        return run_id
+        return run.run_id
     st.info(f"No {methods[0]} run with a finished epoch yet.")
     if st.button(f"Launch a 10-per-class {methods[0]} run (30 epochs, in the background)", key=f"{key}.launch",
                  type="primary"):

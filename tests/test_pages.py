@@ -14,6 +14,12 @@ def _clear_caches():
     st.cache_data.clear()
 
 
+def _label(at, key: str, run_id: str) -> str:
+    """The option of run picker ``key`` that names ``run_id`` (pickers offer labels, not ids)."""
+    (label,) = [o for o in at.multiselect(key=key).options if run_id[:8] in o]
+    return label
+
+
 def test_home_page_shows_real_and_generated_grids():
     at = AppTest.from_file("../app_pages/home.py", default_timeout=120).run()
     assert not at.exception, at.exception
@@ -176,7 +182,7 @@ def test_a_run_launched_in_one_tab_is_stopped_from_another(monkeypatch):
     assert not second.exception, second.exception
     table = second.dataframe[0].value
     assert table.set_index("run_id").loc[launched[0], "status"] == "queued"
-    second.multiselect(key="tr.act").set_value([launched[0]]).run()
+    second.multiselect(key="tr.act").set_value([_label(second, "tr.act", launched[0])]).run()
     second.button(key="tr.stop").click()
     second.run()
     first.run()
@@ -231,9 +237,10 @@ def test_reverse_step_page_on_an_image_folder(tmp_path):
 
 @pytest.fixture(scope="module")
 def replay_runs():
-    """Real tiny AdaRand, MGR and GSSL runs in the tests' run store."""
+    """Real tiny AdaRand, MGR and GSSL runs in the tests' run store, by their run-picker labels."""
     import dataclasses
 
+    from genreg_app.runs import run_label
     from genreg_core.config import DataConfig, TrainConfig
     from genreg_core.runs import RunSpec, RunStore
     from genreg_core.worker import execute_run
@@ -244,7 +251,8 @@ def replay_runs():
         spec = RunSpec(dataclasses.replace(TrainConfig.tiny(method), epochs=2), DataConfig(), None, "cpu")
         ids[method] = store.create_run(spec)
         execute_run(store, ids[method])
-    return ids
+    labels = {r.run_id: run_label(r) for r in store.list_runs()}
+    return {method: labels[run_id] for method, run_id in ids.items()}
 
 
 def test_reference_vectors_page_replays_an_adarand_run(replay_runs):
@@ -376,17 +384,19 @@ def test_training_runs_follow_new_runs_and_delete_only_what_is_confirmed(monkeyp
                                    next(b for b in at.button if b.label == "Launch").click(), at.run())
     launch("ce", "0")
     first = store.list_runs()[0].run_id
-    assert at.multiselect(key="tr.compare").value == [first]
+    label = {run_id: _label(at, "tr.compare", run_id) for run_id in [first]}
+    assert at.multiselect(key="tr.compare").value == [label[first]]
     summary = at.dataframe[1].value
     assert summary["test accuracy"].iloc[0] == "90.00% (one run: no spread)"
     assert list(at.dataframe[0].value["error"]) == [""] and list(at.dataframe[0].value["generator_progress"]) == [""]
     launch("randreg", "0")  # a run launched later joins the comparison by itself
     second = next(r.run_id for r in store.list_runs() if r.run_id != first)
-    assert set(at.multiselect(key="tr.compare").value) == {first, second}
-    at.multiselect(key="tr.compare").set_value([second]).run()  # a run removed by hand stays removed
-    assert at.multiselect(key="tr.compare").value == [second]
+    label[second] = _label(at, "tr.compare", second)
+    assert set(at.multiselect(key="tr.compare").value) == {label[first], label[second]}
+    at.multiselect(key="tr.compare").set_value([label[second]]).run()  # a run removed by hand stays removed
+    assert at.multiselect(key="tr.compare").value == [label[second]]
 
-    at.multiselect(key="tr.act").set_value([first]).run()
+    at.multiselect(key="tr.act").set_value([label[first]]).run()
     at.button(key="tr.delete").click().run()
     assert not at.exception, at.exception
     assert any("Delete 1 run" in w.value for w in at.warning)
