@@ -274,7 +274,8 @@ class RunStore:
     def _summary(self, run) -> RunSummary:
         info, data = run.info, run.data
         status, error = info.status, data.tags.get("genreg.error")
-        if status in ("RUNNING", "SCHEDULED") and not _worker_alive(data.tags.get("genreg.pid")):
+        if status in ("RUNNING", "SCHEDULED") and not _worker_alive(data.tags.get("genreg.pid"),
+                                                                     data.tags.get("genreg.pid_start")):
             status, error = self._mark_orphan(info.run_id, data.tags.get("genreg.pid"), status)
         return RunSummary(
             run_id=info.run_id, name=info.run_name or info.run_id[:8], status=STATUS_LABELS.get(status, status.lower()),
@@ -285,6 +286,14 @@ class RunStore:
             end_time=info.end_time / 1000 if info.end_time else None, error=error,
             generator_regime=data.params.get("train.generator_regime", "pool"),
             generator_progress=data.tags.get("genreg.generator_progress"))
+
+    def record_worker(self, run_id: str, pid: int) -> None:
+        """Record the process working on ``run_id``, with its start time so a later process that reuses the pid
+        is not taken for it."""
+        self.client.set_tag(run_id, "genreg.pid", str(pid))
+        start = _process_start(pid)
+        if start is not None:
+            self.client.set_tag(run_id, "genreg.pid_start", start)
 
     def _mark_orphan(self, run_id: str, pid: str | None, status: str) -> tuple[str, str | None]:
         """A live-looking run without a live worker: stopped if it never started and was stopped, else failed."""
@@ -335,22 +344,37 @@ class RunStore:
         return Path(url2pathname(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
 
 
-def _worker_alive(pid: str | None) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (a killed child its parent has not reaped yet)."""
+def _proc_stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after "(command name)" (the state first), or None without that file."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except (OSError, ValueError):
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """Process ``pid``'s start time in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+    fields = _proc_stat_fields(pid)
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def _worker_alive(pid: str | None, start: str | None = None) -> bool:
+    """Whether worker ``pid`` exists, is not a zombie (a killed child its parent has not reaped yet) and, when its
+    recorded ``start`` time is known, is the same process (not a later one that reuses the pid)."""
     if pid is None:
         return False
     try:
         os.kill(int(pid), 0)
     except (OSError, ValueError, OverflowError):
         return False
-    proc = Path(f"/proc/{int(pid)}/stat")
     if not Path("/proc/self").exists():  # no /proc (macOS): os.kill is all we can ask
         return True
-    try:
-        state = proc.read_text().rsplit(")", 1)[-1].split()[0]  # the field after "(command name)"
-    except (OSError, IndexError):  # it ended in between
+    fields = _proc_stat_fields(int(pid))
+    if not fields:  # it ended in between
         return False
-    return state not in ("Z", "X")
+    if start is not None and len(fields) > 19 and fields[19] != start:
+        return False
+    return fields[0] not in ("Z", "X")
 
 
 def _last_line(path: Path) -> str | None:

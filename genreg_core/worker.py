@@ -143,7 +143,7 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_
 
     client = store.client
     store.get_run(run_id)
-    client.set_tag(run_id, "genreg.pid", str(os.getpid()))
+    store.record_worker(run_id, os.getpid())
     logger = _MetricLogger(store, run_id)
 
     def should_stop() -> bool:
@@ -196,7 +196,7 @@ def launch_run(store: RunStore, spec: RunSpec, max_concurrent: int = DEFAULT_MAX
         store.mark_failed(run_id, f"the worker could not be started: {exc}")
         raise ValueError(f"run {run_id}: the worker could not be started: {exc}") from exc
     # the worker's pid from the start, so a worker that dies before it records anything is seen as dead
-    store.client.set_tag(run_id, "genreg.pid", str(proc.pid))
+    store.record_worker(run_id, proc.pid)
     # reap the worker when it ends, so a killed worker does not linger as a zombie that looks alive
     threading.Thread(target=proc.wait, name=f"genreg-reaper-{run_id[:8]}", daemon=True).start()
     return run_id

@@ -70,6 +70,21 @@ def test_dead_worker_is_reported_failed(store):
     assert summary.status == "failed" and "worker process ended" in summary.error
 
 
+def test_a_live_process_that_reuses_a_dead_workers_pid_is_not_taken_for_it(store):
+    import os
+
+    run_id = store.create_run(_spec())
+    store.client.update_run(run_id, "RUNNING")
+    store.record_worker(run_id, os.getpid())  # this process stands for the worker: alive, same start time
+    assert store.summary(run_id).status == "running"
+    # the pid now belongs to another process: same number, a different start time (clock ticks since boot)
+    recorded = store.get_run(run_id).data.tags["genreg.pid_start"]
+    assert recorded == open(f"/proc/{os.getpid()}/stat").read().split(") ")[-1].split()[19]
+    store.client.set_tag(run_id, "genreg.pid_start", str(int(recorded) - 1))
+    summary = store.summary(run_id)
+    assert summary.status == "failed" and "worker process ended" in summary.error
+
+
 def test_delete_removes_run(store):
     run_id = store.create_run(_spec())
     store.delete_run(run_id)
