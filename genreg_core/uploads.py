@@ -4,7 +4,8 @@ Everything is checked from the archive's directory (and the images' headers) bef
 member count, total uncompressed size, compression ratio, paths that would escape the folder, encrypted
 members, unsupported compression and each image's pixel count. The members are then streamed to a
 staging folder with a running size total and the folder is renamed into place, so a failure at any point
-removes what was written and two identical uploads at once both succeed. Every failure is a ``ValueError``.
+removes what was written and two identical uploads at once both succeed; a staging folder left by a process
+that was killed mid-upload is removed by the next upload after an hour. Every failure is a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import io
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from genreg_core.data import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, open_image
 
 CHUNK = 1 << 20  # bytes per streamed read
+STALE_STAGING_S = 3600  # a staging folder untouched this long belongs to an upload whose process was killed
 SUPPORTED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 
@@ -42,6 +45,7 @@ def extract_zip(data: bytes, home: Path, limits: UploadLimits | None = None) -> 
         return zip_root(target)
     try:
         uploads.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(uploads)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=uploads))
     except OSError as exc:
         raise ValueError(f"cannot store the upload under {uploads}: {exc.strerror or exc}") from exc
@@ -59,6 +63,17 @@ def extract_zip(data: bytes, home: Path, limits: UploadLimits | None = None) -> 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return zip_root(target)
+
+
+def _remove_stale_staging(uploads: Path) -> None:
+    """Remove staging folders nobody has written to for ``STALE_STAGING_S`` (left by killed uploads)."""
+    cutoff = time.time() - STALE_STAGING_S
+    for folder in uploads.glob(".staging-*"):
+        try:
+            if folder.lstat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # removed by a concurrent upload in between
+            continue
 
 
 def _open_archive(data: bytes) -> zipfile.ZipFile:

@@ -69,6 +69,21 @@ def test_valid_upload_is_unpacked_and_loads(tmp_path):
     assert len(_left_behind(tmp_path)) == 1
 
 
+def test_a_staging_folder_left_by_a_killed_upload_is_removed_by_the_next_one(tmp_path):
+    import os
+    import time
+
+    uploads = tmp_path / "uploads"
+    old, fresh = uploads / ".staging-killed", uploads / ".staging-running"
+    for folder in (old, fresh):
+        (folder / "digits" / "0").mkdir(parents=True)
+        (folder / "digits" / "0" / "a.png").write_bytes(_png())
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    extract_zip(_folder_zip(), tmp_path)
+    assert not old.exists() and fresh.is_dir()  # an upload still being written is left alone
+
+
 def test_macos_resource_forks_are_skipped(tmp_path):
     data = _zip({"a/0.png": _png(), "b/0.png": _png(), "__MACOSX/a/._0.png": b"junk", ".DS_Store": b"junk"})
     root = extract_zip(data, tmp_path)
