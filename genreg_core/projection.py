@@ -11,7 +11,6 @@ import hashlib
 import os
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -21,6 +20,7 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
 from sklearn.manifold import TSNE
 
+from genreg_core.lru import LRUCache
 from genreg_core.metrics import check_features
 
 ProjectionMethod = Literal["umap", "pca", "tsne"]
@@ -135,8 +135,7 @@ class ProjectionResult:
     mode: ProjectionMode  # fit_real: frame fitted on real only; union: fitted on both
 
 
-_cache: OrderedDict[str, ProjectionResult] = OrderedDict()
-_cache_lock = threading.Lock()
+_cache = LRUCache(CACHE_SIZE)
 
 
 def _cache_key(real: np.ndarray, synthetic: np.ndarray, params: tuple) -> str:
@@ -172,10 +171,9 @@ def project(real: np.ndarray, synthetic: np.ndarray, method: ProjectionMethod = 
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"real features have d={x.shape[1]} but synthetic features have d={y.shape[1]}")
     key = _cache_key(x, y, (method, mode, n_components, random_state, n_epochs))
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached
     notify = on_progress or (lambda message: None)
     if method == "umap" and "umap" not in sys.modules:
         notify("loading umap-learn (the first time takes a while)")
@@ -190,8 +188,5 @@ def project(real: np.ndarray, synthetic: np.ndarray, method: ProjectionMethod = 
         both = projector.fit_transform(np.concatenate([x, y]))  # (N + M, n_components)
         real_2d, synthetic_2d = both[: x.shape[0]], both[x.shape[0]:]
     result = ProjectionResult(_read_only(real_2d), _read_only(synthetic_2d), method, mode)
-    with _cache_lock:
-        _cache[key] = result
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
+    _cache.put(key, result)
     return result

@@ -11,7 +11,6 @@ the classifier, the self-supervised backbone or a fixed random network (``genreg
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -23,13 +22,13 @@ from genreg_core.embedding import EMBEDDINGS, embed, train_embedding
 from genreg_core.feature_space import REFERENCES, real_subset, reference_subset
 from genreg_core.features import accuracy, predict_labels, train_feature_extractor
 from genreg_core.lab import Lab
+from genreg_core.lru import LRUCache
 from genreg_core.metrics import distribution_metrics
 from genreg_core.projection import Projector
 from genreg_core.sampling import reconstruct_many
 
 SweepProgress = Callable[[int, int, str], None]
-_CACHE: OrderedDict[str, SweepResult] = OrderedDict()
-_CACHE_SIZE = 8
+_CACHE = LRUCache(8)
 
 
 @dataclass
@@ -105,9 +104,9 @@ def run_sweep(lab: Lab, config: SweepConfig, on_progress: SweepProgress | None =
     if config.reference not in REFERENCES:
         raise ValueError(f"unknown reference {config.reference!r} (known: {', '.join(REFERENCES)})")
     key = json.dumps([lab.generator.source, asdict(lab.data_config), str(lab.device), asdict(config)], default=str)
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
     indices = real_subset(lab, config.per_class, config.seed)
     x0, y = lab.dataset.images[indices], lab.dataset.labels[indices]
     labels = y.numpy()
@@ -133,9 +132,7 @@ def run_sweep(lab: Lab, config: SweepConfig, on_progress: SweepProgress | None =
     if on_progress is not None:
         on_progress(2 * n_t, 2 * n_t, "done")
     result = SweepResult(rows, indices, x0, labels, recs, f0, np.stack(feats), reference)
-    _CACHE[key] = result
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    _CACHE.put(key, result)
     return result
 
 
