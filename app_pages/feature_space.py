@@ -1,5 +1,6 @@
 """Feature space: where synthetic samples fall relative to real ones, per class."""
 
+import functools
 import json
 from dataclasses import asdict
 
@@ -7,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from genreg_app.progress import cached_with_progress, warm_up_umap_once
+from genreg_app.progress import cached_with_progress, in_background, rerun_when_done, warm_up_umap_once
 from genreg_app.render import full_table, image_strip, json_download, selected_point_ids
 from genreg_app.runs import run_label, run_store, store_errors
 from genreg_app.state import current_lab, lab_key
@@ -88,10 +89,8 @@ except ValueError as exc:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _projection(key: str, config_json: str, method: str, mode: str, dims: int, _result: FeatureSpaceResult):
-    # 200 UMAP epochs instead of umap-learn's 500 for small data: interactive speed, the same neighbourhoods
-    return project(_result.real_features, _result.synthetic_features, method, mode, dims, random_state=0,
-                   n_epochs=200 if method == "umap" else None)
+def _pca(key: str, config_json: str, mode: str, dims: int, _result: FeatureSpaceResult):
+    return project(_result.real_features, _result.synthetic_features, "pca", mode, dims, random_state=0)
 
 
 overall = result.metrics.overall
@@ -113,19 +112,35 @@ color_by = p4.selectbox("Color by", ["source", "class", "flag"], key="fs.color",
 classes = p5.multiselect("Classes", list(range(lab.n_classes)), format_func=lambda c: lab.dataset.class_names[c],
                          key="fs.classes", placeholder="all classes")
 
-with st.spinner(f"Projecting with {method.upper()}…"):
-    try:
-        proj = _projection(lab_key(lab), config_json, method, mode, dims, result)
-    except ValueError as exc:
-        st.error(str(exc))
-        st.stop()
+# UMAP and t-SNE take seconds (the first UMAP of a server also waits for numba to compile): they run in the
+# background while the page shows the PCA of the same points and stays usable
+shown = method
+try:
+    if method == "pca":
+        proj = _pca(lab_key(lab), config_json, mode, dims, result)
+    else:
+        # 200 UMAP epochs instead of umap-learn's 500 for small data: interactive speed, the same neighbourhoods
+        job = in_background("projection", (lab_key(lab), config_json, method, mode, dims),
+                            functools.partial(project, result.real_features, result.synthetic_features, method,
+                                              mode, dims, random_state=0, n_epochs=200 if method == "umap" else None))
+        if job.done():
+            proj = job.result()
+        else:
+            st.info(f"Computing the {AXIS_NAMES[method]} projection in the background (the first UMAP after the "
+                    "server starts also compiles numba, up to ~20 s on 2 cores). Showing PCA until it is ready; the "
+                    "page stays usable.", icon=":material/hourglass_top:")
+            shown, proj = "pca", _pca(lab_key(lab), config_json, mode, dims, result)
+            rerun_when_done(job)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
 
 n_real = len(result.real_labels)
 prdc = result.metrics.prdc
 fig = feature_scatter(proj.real, proj.synthetic, result.real_labels, result.synthetic_labels, lab.dataset.class_names,
                       color_by, synth_in_manifold=prdc.synthetic_in_manifold, real_covered=prdc.real_covered,
-                      title=f"{AXIS_NAMES[method]} of {EMBEDDING_NAMES[config.embedding]} features",
-                      axis_name=AXIS_NAMES[method], highlight_classes=classes)
+                      title=f"{AXIS_NAMES[shown]} of {EMBEDDING_NAMES[config.embedding]} features",
+                      axis_name=AXIS_NAMES[shown], highlight_classes=classes)
 event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="fs.chart")
 
 n_points = n_real + len(result.synthetic_labels)

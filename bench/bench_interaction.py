@@ -9,7 +9,8 @@ about 0.2 s mean "no visible work"). Run it on an
 otherwise idle machine: a concurrent CPU-heavy process slows torch 5-15x.
 
 Targets (issue 8): a view change that needs no new computation under 0.3 s; Feature space first view under
-5 s; first UMAP under 5 s.
+5 s; first UMAP under 5 s. UMAP runs in the background while the page shows PCA, so the first UMAP has two rows:
+until the page is usable again (PCA and a notice drawn) and until the UMAP itself is drawn.
 """
 
 from __future__ import annotations
@@ -49,7 +50,22 @@ def measure(page, base: str) -> list[tuple[str, str, float, str]]:
     timed("Feature space", "class filter", "< 0.3 s", lambda: choose(page, "stMultiSelect", "Classes", "3"))
     timed("Feature space", "Compute again, same settings", "< 0.3 s",
           lambda: page.get_by_role("button", name="Compute").click())
-    timed("Feature space", "first UMAP", "< 5 s", lambda: choose(page, "stSelectbox", "Method", "UMAP"))
+
+    def first_umap() -> None:  # two marks from one action: the page usable again, the UMAP drawn
+        umap_title = page.locator(".gtitle", has_text="UMAP of")
+        start = time.time()
+        choose(page, "stSelectbox", "Method", "UMAP")
+        page.get_by_text("in the background").or_(umap_title).first.wait_for(timeout=900_000)
+        rows.append(("Feature space", "first UMAP: page usable (PCA shown meanwhile)", time.time() - start, "< 5 s"))
+        umap_title.wait_for(timeout=900_000)
+        rows.append(("Feature space", "first UMAP: drawn", time.time() - start, ""))
+        for row in rows[-2:]:
+            print(f"{row[0]:22s} {row[1]:45s} {row[2]:7.2f} s", flush=True)
+
+    first_umap()
+    wait_idle(page, timeout=900)
+    timed("Feature space", "color by source (UMAP shown)", "< 0.3 s",
+          lambda: choose(page, "stSelectbox", "Color by", "source"))
     timed("Feature space", "back to PCA (cached)", "< 0.3 s", lambda: choose(page, "stSelectbox", "Method", "PCA"))
     timed("Reverse start step", "first view (10 images, grid of 11 t)", "",
           lambda: goto_page(page, "Reverse start step"))

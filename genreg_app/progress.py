@@ -1,4 +1,5 @@
-"""Progress bars that show the time left, and a server-wide cache for results computed with progress.
+"""Progress bars that show the time left, a server-wide cache for results computed with progress, and jobs that
+run in the background while a page shows something else.
 
 A function under ``st.cache_data`` must not draw on elements created outside it (every replay raises
 ``CacheReplayClosureError``), so long computations that report progress are cached here instead: the page
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import streamlit as st
+
+from genreg_core.lru import LRUCache
 
 
 def format_seconds(seconds: float) -> str:
@@ -47,29 +50,6 @@ def progress_bar(text: str):
         bar.empty()
 
 
-class ResultCache:
-    """A small thread-safe LRU map shared by every session of the server."""
-
-    def __init__(self, max_entries: int):
-        self.max_entries = max_entries
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any | None:
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def put(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
-
-
 @st.cache_resource(show_spinner=False)
 def warm_up_umap_once():
     """Once per server: compile UMAP in a background thread (started after a page's first result is drawn, so
@@ -80,9 +60,9 @@ def warm_up_umap_once():
 
 
 @st.cache_resource(show_spinner=False)
-def result_cache(name: str, max_entries: int = 16) -> ResultCache:
-    """The server-wide cache called ``name``."""
-    return ResultCache(max_entries)
+def result_cache(name: str, max_entries: int = 16) -> LRUCache:
+    """The server-wide cache called ``name`` (shared by every session of the server)."""
+    return LRUCache(max_entries)
 
 
 def cached_with_progress(name: str, key: Hashable, compute: Callable[[Callable], Any], text: str) -> Any:
@@ -94,3 +74,40 @@ def cached_with_progress(name: str, key: Hashable, compute: Callable[[Callable],
             result = compute(progress)
         cache.put(key, result)
     return result
+
+
+@st.cache_resource(show_spinner=False)
+def _background_executor() -> ThreadPoolExecutor:
+    """One worker thread per server for results computed while pages show something else."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="genreg-background")
+
+
+_submit_lock = threading.Lock()
+
+
+def in_background(name: str, key: Hashable, compute: Callable[[], Any]) -> Future:
+    """The server-wide job computing ``compute()`` for ``key`` in cache ``name``, started on its first request.
+
+    Every session (tab) asking for the same key gets the same job. A failed job is forgotten once its failure has
+    been read, so asking again retries it.
+    """
+    cache = result_cache(name)
+    with _submit_lock:
+        job = cache.get(key)
+        if job is None:
+            job = _background_executor().submit(compute)
+            cache.put(key, job)
+    if job.done() and job.exception() is not None:
+        cache.pop(key)
+    return job
+
+
+def rerun_when_done(job: Future, every: float = 1.0) -> None:
+    """Poll ``job`` every ``every`` seconds in a fragment and rerun the page once it has finished."""
+
+    @st.fragment(run_every=every)
+    def poll() -> None:
+        if job.done():
+            st.rerun()
+
+    poll()

@@ -364,6 +364,45 @@ def test_feature_space_survives_reruns_and_computes_only_on_submit(monkeypatch):
     assert len(at.dataframe[0].value) == 11
 
 
+def test_feature_space_shows_pca_while_a_slow_projection_runs_in_the_background(monkeypatch):
+    import threading
+    import time
+
+    import genreg_core.projection as projection
+
+    gate, real = threading.Event(), projection.project
+
+    def gated(*args, **kwargs):  # t-SNE waits until the test lets it go; PCA passes
+        if args[2] != "pca":
+            assert gate.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(projection, "project", gated)
+    at = AppTest.from_file("../app_pages/feature_space.py", default_timeout=180)
+    at.session_state["fs.per_class"] = 10
+    at.session_state["fs.steps"] = 2
+    at.session_state["fs.seed"] = 11
+    at.run()
+    title = lambda: json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]  # noqa: E731
+    at.selectbox(key="fs.method").set_value("tsne").run()
+    assert not at.exception, at.exception
+    assert any("in the background" in i.value for i in at.info)
+    assert title().startswith("PC of")  # the page is usable at once, on PCA
+    at.selectbox(key="fs.color").set_value("class").run()  # a view change while the job runs
+    assert not at.exception and title().startswith("PC of")
+    gate.set()
+    for _ in range(120):
+        at.run()
+        if not at.info:
+            break
+        time.sleep(0.5)
+    assert not at.exception, at.exception
+    assert title().startswith("t-SNE of") and not at.info
+    at.selectbox(key="fs.method").set_value("pca").run()
+    at.selectbox(key="fs.method").set_value("tsne").run()  # computed once per server: no second wait
+    assert title().startswith("t-SNE of") and not at.info
+
+
 def test_training_runs_follow_new_runs_and_delete_only_what_is_confirmed(monkeypatch, tmp_path):
     from genreg_core.runs import RunStore
 

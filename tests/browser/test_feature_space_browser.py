@@ -52,6 +52,18 @@ def test_feature_space_survives_a_session(page, app):
     assert page.get_by_text(re.compile(r"\(\d+ selected\)")).count() >= 1
     assert page.locator('[data-testid="stImage"]').count() >= 1
 
+    choose(page, "stSelectbox", "Method", "UMAP")  # computed in the background while PCA stays on screen
+    page.get_by_text("in the background").or_(page.locator(".xtitle", has_text="UMAP 1")).first.wait_for()
+    assert_clean(page)
+    assert page.locator(CHART).count() == 2
+    page.locator(CHART).first.locator(".xtitle", has_text="UMAP 1").wait_for(timeout=180_000)
+    wait_idle(page)
+    assert_clean(page)
+    assert page.get_by_text("in the background").count() == 0
+    choose(page, "stSelectbox", "Method", "PCA")
+    wait_idle(page)
+    assert page.locator(CHART).first.locator(".xtitle", has_text="PC 1").count() == 1
+
     page.get_by_role("radio", name="reconstruction from t").click()  # a new source computes nothing yet
     wait_idle(page)
     assert_clean(page)
