@@ -31,7 +31,6 @@ import threading
 import time
 import traceback
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +44,7 @@ from genreg_core.diffusion import DEFAULT_GENERATOR_DIR
 from genreg_core.runs import RunSpec, RunStore
 from genreg_core.uploads import extract_zip
 from genreg_core.worker import execute_run, launch_run
+from tests.archives import make_zip, patch_headers, png, png_claiming
 
 KINDS = ("handled", "unclear error", "traceback", "wrong state")  # handled: a clear error, or the right state
 Check = Callable[[], str | None]  # a post-condition: None when the state is right, else what is wrong
@@ -90,39 +90,6 @@ def run_api(fn: Callable[[], object], check: Check | None = None) -> tuple[str, 
 
 
 # ---------------------------------------------------------------- generated inputs
-
-
-def png(size=(8, 8), mode="L", value=0) -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, size, value).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims ``width × height`` pixels."""
-    data = bytearray(png((1, 1)))
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
-
-def make_zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, payload in members.items():
-            archive.writestr(zipfile.ZipInfo(name) if name.startswith("/") else name, payload)
-    return buffer.getvalue()
-
-
-def patch_headers(data: bytes, offset: int, value: bytes) -> bytes:
-    """Overwrite a field of every local (PK\\3\\4) and central (PK\\1\\2, 2 bytes further) zip header."""
-    out = bytearray(data)
-    for sig, shift in ((b"PK\x03\x04", 0), (b"PK\x01\x02", 2)):
-        start = out.find(sig)
-        while start != -1:
-            out[start + offset + shift:start + offset + shift + len(value)] = value
-            start = out.find(sig, start + 4)
-    return bytes(out)
 
 
 def image_folder(root: Path, classes, n: int, mode="L", size=8, extra: dict[str, bytes] | None = None) -> Path:

@@ -4,42 +4,13 @@ import io
 import struct
 import threading
 import zipfile
-import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from genreg_core.data import load_image_folder
 from genreg_core.uploads import UploadLimits, extract_zip
-
-
-def _png(size=(8, 8), mode="L", value=0) -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, size, value).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width × height`` pixels (its data is tiny): what a decoder sees first."""
-    data = bytearray(_png((1, 1)))
-    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
-    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[ihdr - 4:ihdr + 13]))
-    data[ihdr + 13:ihdr + 17] = struct.pack(">I", crc)
-    return bytes(data)
-
-
-def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, payload in members.items():
-            archive.writestr(name, payload)
-    return buffer.getvalue()
-
-
-def _folder_zip(n_per_class=3, top="digits") -> bytes:
-    return _zip({f"{top}/{c}/{i}.png": _png(value=40 * i) for c in ("a", "b") for i in range(n_per_class)})
+from tests.archives import folder_zip, make_zip, patch_headers, png, png_claiming
 
 
 def _left_behind(home) -> list[str]:
@@ -47,25 +18,12 @@ def _left_behind(home) -> list[str]:
     return sorted(p.name for p in uploads.iterdir()) if uploads.exists() else []
 
 
-def _patch_headers(data: bytes, offset_in_header: int, value: bytes) -> bytes:
-    """Overwrite a field at the same offset in every local header (PK\\3\\4) and, shifted, every central one."""
-    out = bytearray(data)
-    local, central = b"PK\x03\x04", b"PK\x01\x02"
-    for sig, shift in ((local, 0), (central, 2)):  # central headers carry 2 more bytes before the shared fields
-        start = out.find(sig)
-        while start != -1:
-            at = start + offset_in_header + shift
-            out[at:at + len(value)] = value
-            start = out.find(sig, start + 4)
-    return bytes(out)
-
-
 def test_valid_upload_is_unpacked_and_loads(tmp_path):
-    root = extract_zip(_folder_zip(), tmp_path)
+    root = extract_zip(folder_zip(), tmp_path)
     assert root.name == "digits" and sorted(p.name for p in root.iterdir()) == ["a", "b"]
     ds = load_image_folder(root, 8)
     assert ds.images.shape == (6, 1, 8, 8) and ds.class_names == ["a", "b"]
-    assert extract_zip(_folder_zip(), tmp_path) == root  # content-addressed: the same bytes, the same folder
+    assert extract_zip(folder_zip(), tmp_path) == root  # content-addressed: the same bytes, the same folder
     assert len(_left_behind(tmp_path)) == 1
 
 
@@ -77,21 +35,21 @@ def test_a_staging_folder_left_by_a_killed_upload_is_removed_by_the_next_one(tmp
     old, fresh = uploads / ".staging-killed", uploads / ".staging-running"
     for folder in (old, fresh):
         (folder / "digits" / "0").mkdir(parents=True)
-        (folder / "digits" / "0" / "a.png").write_bytes(_png())
+        (folder / "digits" / "0" / "a.png").write_bytes(png())
     two_hours_ago = time.time() - 7200
     os.utime(old, (two_hours_ago, two_hours_ago))
-    extract_zip(_folder_zip(), tmp_path)
+    extract_zip(folder_zip(), tmp_path)
     assert not old.exists() and fresh.is_dir()  # an upload still being written is left alone
 
 
 def test_macos_resource_forks_are_skipped(tmp_path):
-    data = _zip({"a/0.png": _png(), "b/0.png": _png(), "__MACOSX/a/._0.png": b"junk", ".DS_Store": b"junk"})
+    data = make_zip({"a/0.png": png(), "b/0.png": png(), "__MACOSX/a/._0.png": b"junk", ".DS_Store": b"junk"})
     root = extract_zip(data, tmp_path)
     assert sorted(p.name for p in root.iterdir()) == ["a", "b"]
 
 
 def test_zip_bomb_is_refused_before_anything_is_written(tmp_path):
-    bomb = _zip({"a/zeros.png": bytes(64 * 2**20)})  # 64 MiB of zeros, about 64 KB compressed
+    bomb = make_zip({"a/zeros.png": bytes(64 * 2**20)})  # 64 MiB of zeros, about 64 KB compressed
     assert len(bomb) < 2**20
     with pytest.raises(ValueError, match="zip bomb"):
         extract_zip(bomb, tmp_path)
@@ -102,7 +60,7 @@ def test_zip_bomb_is_refused_before_anything_is_written(tmp_path):
 
 def test_total_size_is_capped_from_the_directory(tmp_path):
     rng = np.random.default_rng(0)
-    data = _zip({f"{c}/{i}.bin": rng.bytes(300_000) for c in "ab" for i in range(2)})  # 1.2 MB, incompressible
+    data = make_zip({f"{c}/{i}.bin": rng.bytes(300_000) for c in "ab" for i in range(2)})  # 1.2 MB, incompressible
     with pytest.raises(ValueError, match="more than the limit of 1 MB"):
         extract_zip(data, tmp_path, UploadLimits(max_total_bytes=2**20))
     assert _left_behind(tmp_path) == []
@@ -110,15 +68,15 @@ def test_total_size_is_capped_from_the_directory(tmp_path):
 
 def test_a_directory_that_lies_about_sizes_is_caught_while_streaming(tmp_path):
     rng = np.random.default_rng(1)
-    honest = _zip({"a/x.png": rng.bytes(2 * 2**20), "b/y.png": _png()}, zipfile.ZIP_STORED)
-    lying = _patch_headers(honest, 22, struct.pack("<I", 1000))  # uncompressed size field: 1,000 bytes
+    honest = make_zip({"a/x.png": rng.bytes(2 * 2**20), "b/y.png": png()}, zipfile.ZIP_STORED)
+    lying = patch_headers(honest, 22, struct.pack("<I", 1000))  # uncompressed size field: 1,000 bytes
     with pytest.raises(ValueError):
         extract_zip(lying, tmp_path, UploadLimits(max_total_bytes=2**20))
     assert _left_behind(tmp_path) == []
 
 
 def test_member_count_is_capped(tmp_path):
-    data = _zip({f"{c}/{i}.png": _png() for c in "ab" for i in range(5)})
+    data = make_zip({f"{c}/{i}.png": png() for c in "ab" for i in range(5)})
     with pytest.raises(ValueError, match="10 files, more than the limit of 4"):
         extract_zip(data, tmp_path, UploadLimits(max_members=4))
     assert _left_behind(tmp_path) == []
@@ -126,7 +84,7 @@ def test_member_count_is_capped(tmp_path):
 
 @pytest.mark.parametrize("side", [10_000, 20_000])
 def test_huge_images_are_refused_from_their_header(tmp_path, side):
-    data = _zip({"a/0.png": _png(), "b/huge.png": _png_claiming(side, side)})
+    data = make_zip({"a/0.png": png(), "b/huge.png": png_claiming(side, side)})
     message = r"image 'b/huge.png' in the upload is too large .*; the limit is 25,000,000 pixels"
     with pytest.raises(ValueError, match=message):
         extract_zip(data, tmp_path)
@@ -137,8 +95,8 @@ def test_huge_images_are_refused_from_their_header(tmp_path, side):
 def test_huge_images_are_refused_when_loading_a_folder(tmp_path, side):
     for c in "ab":
         (tmp_path / c).mkdir()
-        (tmp_path / c / "0.png").write_bytes(_png())
-    (tmp_path / "b" / "huge.png").write_bytes(_png_claiming(side, side))
+        (tmp_path / c / "0.png").write_bytes(png())
+    (tmp_path / "b" / "huge.png").write_bytes(png_claiming(side, side))
     with pytest.raises(ValueError, match=r"huge.png is too large .*; the limit is 25,000,000 pixels"):
         load_image_folder(tmp_path, 8, channels=1)
     with pytest.raises(ValueError, match="huge.png"):
@@ -147,7 +105,7 @@ def test_huge_images_are_refused_when_loading_a_folder(tmp_path, side):
 
 def test_bad_crc_is_a_clear_error_and_leaves_nothing(tmp_path):
     payload = b"\x89PNG" + bytes(range(256)) * 8
-    data = bytearray(_zip({"a/0.png": _png(), "b/0.bin": payload}, zipfile.ZIP_STORED))
+    data = bytearray(make_zip({"a/0.png": png(), "b/0.bin": payload}, zipfile.ZIP_STORED))
     at = bytes(data).find(bytes(range(256)))
     data[at + 100] ^= 0xFF
     with pytest.raises(ValueError, match="not a readable zip file: Bad CRC-32"):
@@ -156,14 +114,14 @@ def test_bad_crc_is_a_clear_error_and_leaves_nothing(tmp_path):
 
 
 def test_encrypted_member_is_refused(tmp_path):
-    data = _patch_headers(_zip({"a/0.png": _png(), "b/0.png": _png()}), 6, b"\x01")  # general purpose flag bit 0
+    data = patch_headers(make_zip({"a/0.png": png(), "b/0.png": png()}), 6, b"\x01")  # general purpose flag bit 0
     with pytest.raises(ValueError, match="is encrypted"):
         extract_zip(data, tmp_path)
     assert _left_behind(tmp_path) == []
 
 
 def test_unsupported_compression_is_refused(tmp_path):
-    data = _patch_headers(_zip({"a/0.png": _png(), "b/0.png": _png()}), 8, struct.pack("<H", 99))
+    data = patch_headers(make_zip({"a/0.png": png(), "b/0.png": png()}), 8, struct.pack("<H", 99))
     with pytest.raises(ValueError, match="unsupported compression method"):
         extract_zip(data, tmp_path)
     assert _left_behind(tmp_path) == []
@@ -173,8 +131,8 @@ def test_unsupported_compression_is_refused(tmp_path):
 def test_paths_that_escape_are_refused(tmp_path, name):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("a/0.png", _png())
-        archive.writestr(zipfile.ZipInfo(name), _png())
+        archive.writestr("a/0.png", png())
+        archive.writestr(zipfile.ZipInfo(name), png())
     with pytest.raises(ValueError, match="points outside the archive"):
         extract_zip(buffer.getvalue(), tmp_path)
     assert not (tmp_path / "evil.png").exists() and not (tmp_path.parent / "evil.png").exists()
@@ -190,17 +148,17 @@ def test_not_a_zip_is_a_clear_error(tmp_path, data):
 
 def test_empty_zip_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="holds no files"):
-        extract_zip(_zip({}), tmp_path)
+        extract_zip(make_zip({}), tmp_path)
 
 
 def test_uploads_folder_that_is_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "uploads").write_text("in the way")
     with pytest.raises(ValueError, match="cannot store the upload"):
-        extract_zip(_folder_zip(), tmp_path)
+        extract_zip(folder_zip(), tmp_path)
 
 
 def test_identical_uploads_at_once_all_succeed(tmp_path):
-    data = _folder_zip(n_per_class=20)
+    data = folder_zip(n_per_class=20)
     results, errors = [], []
     barrier = threading.Barrier(6)
 
