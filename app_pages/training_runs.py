@@ -41,7 +41,7 @@ with store_errors():
 defaults = TrainConfig()
 
 with st.form("tr.form"):
-    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    c1, c2, c3, c4, c5, c6 = st.columns([3, 1, 1, 1.2, 1.4, 1.4], vertical_alignment="bottom")
     methods = c1.multiselect("Methods", list(METHODS), default=["ce", "adarand"], key="tr.methods",
                              help="\n".join(f"- **{m}**: {n}" for m, n in METHOD_NOTES.items()))
     setting = c2.selectbox("Images per class", [5, 10, 25, "all"], index=1, key="tr.per_class")
