@@ -37,6 +37,7 @@ lab = current_lab()
 T = lab.generator.num_train_timesteps
 
 AXIS_NAMES = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
+METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 SOURCE_NAMES = {"generate": "generation from noise", "reconstruct": "reconstruction from t",
                 "folder": "an image folder", "mgr": "MGR's meta-selected latents (a run)"}
 
@@ -102,7 +103,7 @@ st.caption(f"{overall['n_real']} real vs {overall['n_synthetic']} synthetic feat
 
 st.subheader("Projection")
 p1, p2, p3, p4, p5 = st.columns(5)
-method = p1.selectbox("Method", ["pca", "umap", "tsne"], key="fs.method", format_func=str.upper)
+method = p1.selectbox("Method", list(METHOD_NAMES), key="fs.method", format_func=METHOD_NAMES.get)
 modes = ["union"] if method == "tsne" else ["fit_real", "union"]
 mode = p2.selectbox("Fit on", modes, key="fs.mode",
                     format_func={"fit_real": "real, map synthetic in", "union": "real ∪ synthetic"}.get)
@@ -126,7 +127,7 @@ try:
         if job.done():
             proj = job.result()
         else:
-            st.info(f"Computing the {AXIS_NAMES[method]} projection in the background (the first UMAP after the "
+            st.info(f"Computing the {METHOD_NAMES[method]} projection in the background (the first UMAP after the "
                     "server starts also compiles numba, up to ~20 s on 2 cores). Showing PCA until it is ready; the "
                     "page stays usable.", icon=":material/hourglass_top:")
             shown, proj = "pca", _pca(lab_key(lab), config_json, mode, dims, result)
@@ -139,7 +140,7 @@ n_real = len(result.real_labels)
 prdc = result.metrics.prdc
 fig = feature_scatter(proj.real, proj.synthetic, result.real_labels, result.synthetic_labels, lab.dataset.class_names,
                       color_by, synth_in_manifold=prdc.synthetic_in_manifold, real_covered=prdc.real_covered,
-                      title=f"{AXIS_NAMES[shown]} of {EMBEDDING_NAMES[config.embedding]} features",
+                      title=f"{METHOD_NAMES[shown]} of {EMBEDDING_NAMES[config.embedding]} features",
                       axis_name=AXIS_NAMES[shown], highlight_classes=classes)
 event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="fs.chart")
 

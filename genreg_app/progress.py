@@ -65,14 +65,47 @@ def result_cache(name: str, max_entries: int = 16) -> LRUCache:
     return LRUCache(max_entries)
 
 
+_locks_lock = threading.Lock()
+
+
+@st.cache_resource(show_spinner=False)
+def _key_locks() -> LRUCache:
+    """One lock per key being computed, so two tabs asking for the same result compute it once."""
+    return LRUCache(256)
+
+
+def _key_lock(name: str, key: Hashable) -> threading.Lock:
+    locks = _key_locks()
+    with _locks_lock:
+        lock = locks.get((name, key))
+        if lock is None:
+            lock = threading.Lock()
+            locks.put((name, key), lock)
+    return lock
+
+
 def cached_with_progress(name: str, key: Hashable, compute: Callable[[Callable], Any], text: str) -> Any:
-    """``compute(progress)`` once per ``key`` with a progress bar; later calls return the cached result at once."""
+    """``compute(progress)`` once per ``key`` with a progress bar; later calls return the cached result at once.
+
+    A session that asks while another is computing the same key waits for that result instead of computing it
+    again (two tabs, or a rerun that interrupted the first computation's script run).
+    """
     cache = result_cache(name)
     result = cache.get(key)
-    if result is None:
-        with progress_bar(text) as progress:
-            result = compute(progress)
-        cache.put(key, result)
+    if result is not None:
+        return result
+    lock = _key_lock(name, key)
+    if not lock.acquire(blocking=False):
+        with st.spinner("Another tab is computing the same result; waiting for it…"):
+            lock.acquire()
+    try:
+        result = cache.get(key)
+        if result is None:
+            with progress_bar(text) as progress:
+                result = compute(progress)
+            cache.put(key, result)
+    finally:
+        lock.release()
     return result
 
 

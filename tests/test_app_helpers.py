@@ -35,3 +35,29 @@ def test_full_table_is_tall_enough_for_every_row(monkeypatch):
     full_table(pd.DataFrame({"class": range(11)}))
     row_height, header = 35, 1
     assert seen["height"] >= row_height * (11 + header)
+
+
+def test_two_sessions_asking_for_the_same_result_compute_it_once():
+    import threading
+    import time
+
+    from genreg_app.progress import cached_with_progress
+
+    calls, results = [], []
+
+    def compute(progress):
+        calls.append(1)
+        time.sleep(0.5)  # long enough for the second session to arrive while the first computes
+        progress(1, 1)
+        return object()
+
+    sessions = [threading.Thread(target=lambda: results.append(
+        cached_with_progress("test-dedupe", "key", compute, "computing"))) for _ in range(2)]
+    for s in sessions:
+        s.start()
+        time.sleep(0.05)
+    for s in sessions:
+        s.join()
+    assert len(calls) == 1 and len(results) == 2 and results[0] is results[1]
+    assert cached_with_progress("test-dedupe", "other", compute, "computing") is not results[0]
+    assert len(calls) == 2

@@ -387,9 +387,9 @@ def test_feature_space_shows_pca_while_a_slow_projection_runs_in_the_background(
     at.selectbox(key="fs.method").set_value("tsne").run()
     assert not at.exception, at.exception
     assert any("in the background" in i.value for i in at.info)
-    assert title().startswith("PC of")  # the page is usable at once, on PCA
+    assert title().startswith("PCA of")  # the page is usable at once, on PCA
     at.selectbox(key="fs.color").set_value("class").run()  # a view change while the job runs
-    assert not at.exception and title().startswith("PC of")
+    assert not at.exception and title().startswith("PCA of")
     gate.set()
     for _ in range(120):
         at.run()
