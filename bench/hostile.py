@@ -326,6 +326,7 @@ def upload_cases(work: Path) -> list[tuple[str, Callable[[], tuple[str, str]]]]:
         cases.append((f"upload: {name}", lambda d=data, h=home: run_api(
             lambda: extract_zip(d, h), check=lambda: leftovers(h))))
     cases.append(("upload: 8 identical uploads at once", lambda: concurrent_uploads(work / "up_same")))
+    cases.append(("upload: staging folder left by a killed upload", lambda: stale_staging(work / "up_stale")))
     return cases
 
 
@@ -335,6 +336,16 @@ def leftovers(home: Path) -> str | None:
     if Path("/tmp/genreg-evil.png").exists():
         return "wrote /tmp/genreg-evil.png"
     return f"left {left} under uploads/" if left else None
+
+
+def stale_staging(home: Path) -> tuple[str, str]:
+    """A staging folder two hours old (its upload's process was killed) must be gone after the next upload."""
+    stale = home / "uploads" / ".staging-killed"
+    (stale / "a").mkdir(parents=True)
+    (stale / "a" / "0.png").write_bytes(png())
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    extract_zip(make_zip({"a/0.png": png(), "b/0.png": png()}), home)
+    return ("wrong state", "stale staging folder kept") if stale.exists() else ("handled", "stale staging removed")
 
 
 def concurrent_uploads(home: Path) -> tuple[str, str]:
@@ -368,6 +379,7 @@ def worker_cases(work: Path) -> list[tuple[str, Callable[[], tuple[str, str]]]]:
     return [
         ("worker: kill -9 while running", lambda: killed_worker(store, spec)),
         ("worker: zombie pid", lambda: zombie_worker(store, spec)),
+        ("worker: pid reused by another live process", lambda: reused_pid(store, spec)),
         ("worker: exits before recording", lambda: dying_worker(store, spec)),
         ("worker: data root not valid UTF-8", lambda: run_api(
             lambda: launch_run(store, dataclasses.replace(spec, data=DataConfig("imagefolder", "/d/caf\udce9"))),
@@ -409,6 +421,24 @@ def zombie_worker(store: RunStore, spec: RunSpec) -> tuple[str, str]:
         return ("handled", "failed") if status == "failed" else ("wrong state", status)
     finally:
         child.wait()
+
+
+def reused_pid(store: RunStore, spec: RunSpec) -> tuple[str, str]:
+    """A run whose recorded worker pid now belongs to another live process (same number, later start time)."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_id = store.create_run(spec)
+        store.record_worker(run_id, other.pid)
+        start = store.get_run(run_id).data.tags.get("genreg.pid_start")
+        if start is None:
+            return "wrong state", "no start time recorded"
+        store.client.set_tag(run_id, "genreg.pid_start", str(int(start) - 1))  # the worker started earlier
+        store.client.update_run(run_id, "RUNNING")
+        status = store.summary(run_id).status
+        return ("handled", "failed") if status == "failed" else ("wrong state", status)
+    finally:
+        other.kill()
+        other.wait()
 
 
 def dying_worker(store: RunStore, spec: RunSpec) -> tuple[str, str]:
