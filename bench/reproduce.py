@@ -38,13 +38,14 @@ Row = dict
 
 
 def format_tables(rows: list[Row], header: str) -> str:
-    """Markdown: per init and regime, accuracy mean ± std (runs) and mean wall time per method and setting."""
+    """Markdown: per init and regime, accuracy mean ± std (runs) and mean CPU time per method and setting."""
     settings = sorted({r["per_class"] for r in rows})
     columns = " | ".join(f"{n} / class" for n in settings)
     rule = "|".join(["---"] * (2 * len(settings) + 1))
     lines = [header, "", "Test accuracy (%) at the best validation-loss epoch, mean ± std over seeds (runs), and "
-             "mean wall time per run (s). Methods without a generator (ce, randreg, adarand) are the same runs "
-             "under both regimes.", ""]
+             "mean CPU time per run (s; one thread per run, so about the wall time on an idle machine; ʷ marks "
+             "wall seconds of runs recorded before CPU time was, on a loaded machine). Methods without a generator "
+             "(ce, randreg, adarand) are the same runs under both regimes.", ""]
     for init in sorted({r["init"] for r in rows}):
         for regime in sorted({r["regime"] for r in rows}):
             lines += [f"### init = {init}, generator regime = {regime}", "",
@@ -58,9 +59,14 @@ def format_tables(rows: list[Row], header: str) -> str:
                 acc, sec = [], []
                 for n in settings:
                     a = [r["test_accuracy"] for r in runs if r["per_class"] == n]
-                    s = [r["seconds"] for r in runs if r["per_class"] == n]
+                    cell = [r for r in runs if r["per_class"] == n]
                     acc.append(f"{100 * np.mean(a):.1f} ± {100 * np.std(a):.1f} ({len(a)})" if a else "–")
-                    sec.append(f"{np.mean(s):.0f}" if s else "–")
+                    if not cell:
+                        sec.append("–")
+                    elif all("cpu_seconds" in r for r in cell):
+                        sec.append(f"{np.mean([r['cpu_seconds'] for r in cell]):.0f}")
+                    else:
+                        sec.append(f"{np.mean([r['seconds'] for r in cell]):.0f}ʷ")
                 lines.append(f"| {method} | {' | '.join(acc)} | {' | '.join(sec)} |")
             lines.append("")
     return "\n".join(lines)
@@ -144,8 +150,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# genreg reproduction grid: digits ({platform.processor() or 'cpu'}; wall times depend on the "
-              f"machine's load, CPU seconds per run are in the results file; commands in the README)")
+    header = (f"# genreg reproduction grid: digits ({platform.processor() or 'cpu'}; CPU and wall seconds of every "
+              f"run are in the results file; commands in the README)")
     if args.report_only:
         write_reports(_load_rows(results), args, header)
         return
