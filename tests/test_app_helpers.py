@@ -61,3 +61,27 @@ def test_two_sessions_asking_for_the_same_result_compute_it_once():
     assert len(calls) == 1 and len(results) == 2 and results[0] is results[1]
     assert cached_with_progress("test-dedupe", "other", compute, "computing") is not results[0]
     assert len(calls) == 2
+
+
+def test_a_background_job_is_shared_by_key_and_a_failed_one_is_retried():
+    import threading
+
+    from genreg_app.progress import in_background
+
+    calls, gate = [], threading.Event()
+
+    def flaky():
+        calls.append(1)
+        assert gate.wait(10)
+        if len(calls) == 1:
+            raise ValueError("first try fails")
+        return "ok"
+
+    first = in_background("test-jobs", "key", flaky)
+    assert in_background("test-jobs", "key", flaky) is first  # a second tab gets the running job
+    gate.set()
+    assert isinstance(first.exception(timeout=10), ValueError)
+    jobs = [in_background("test-jobs", "key", flaky) for _ in range(2)]  # the failure is shown once, then retried
+    retried = jobs[-1]
+    assert retried is not first and retried.result(timeout=10) == "ok"
+    assert in_background("test-jobs", "key", flaky) is retried and len(calls) == 2  # a success stays cached
