@@ -59,8 +59,11 @@ try:
 except ValueError as exc:
     st.info(str(exc))
 else:
-    st.dataframe(pd.DataFrame([{"claim": c.claim, "verdict": c.verdict, "numbers": c.numbers, "setting": c.setting,
-                                "see it on": f"/{c.page}"} for c in claims]), hide_index=True, key="home.claims",
+    st.dataframe(pd.DataFrame([{"claim": c.claim, "verdict": c.verdict, "see it on": f"/{c.page}",
+                                "setting": c.setting} for c in claims]), hide_index=True, key="home.claims",
                  column_config={"see it on": st.column_config.LinkColumn("see it on", display_text=r"/(.*)")})
+    for c in claims:  # the numbers are too long for a table cell: one list per claim, setting by setting
+        with st.expander(f"{c.claim} — **{c.verdict}**: the numbers"):
+            st.markdown("\n".join(f"- {part.strip()}" for part in c.numbers.split("; ")))
     st.caption(f"From `bench/results/claims.json` ({meta.get('setting', '')}). Verdicts: two means differ only when "
                "their gap exceeds two standard errors and half a point; `python -m bench.reproduce` reruns the grid.")
