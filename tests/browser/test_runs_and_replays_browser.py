@@ -101,3 +101,21 @@ def test_replay_pages_session(page, app):
     wait_idle(page)
     assert_clean(page)
     assert page.locator(CHART).count() == 5  # shift, beats-random share, scatter, losses, influence
+
+
+def test_home_claims_session(page, app):
+    open_page(page, app.url)
+    assert_clean(page)
+    assert page.locator('[data-testid="stImage"]').count() == 2  # real and generated grids
+    claims = page.locator('[data-testid="stExpander"]')
+    assert claims.count() == 4
+    claims.nth(0).locator("summary").click()  # the numbers of the first claim, one line per setting
+    assert claims.nth(0).locator("li").count() >= 2
+    claims.nth(3).locator("summary").click()
+    assert claims.nth(3).get_by_text("coverage", exact=False).count() >= 1
+    goto_page(page, "Reverse start step")
+    wait_idle(page)
+    goto_page(page, "Home")
+    wait_idle(page)
+    assert_clean(page)
+    assert page.locator('[data-testid="stExpander"]').count() == 4
