@@ -89,11 +89,6 @@ except ValueError as exc:
     st.stop()
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _pca(key: str, config_json: str, mode: str, dims: int, _result: FeatureSpaceResult):
-    return project(_result.real_features, _result.synthetic_features, "pca", mode, dims, random_state=0)
-
-
 overall = result.metrics.overall
 cols = st.columns(5)
 for col, key in zip(cols, ("precision", "recall", "density", "coverage", "frechet_distance")):
@@ -114,11 +109,12 @@ classes = p5.multiselect("Classes", list(range(lab.n_classes)), format_func=lamb
                          key="fs.classes", placeholder="all classes")
 
 # UMAP and t-SNE take seconds (the first UMAP of a server also waits for numba to compile): they run in the
-# background while the page shows the PCA of the same points and stays usable
+# background while the page shows the PCA of the same points and stays usable (projections are cached in the core)
 shown = method
+pca = functools.partial(project, result.real_features, result.synthetic_features, "pca", mode, dims, random_state=0)
 try:
     if method == "pca":
-        proj = _pca(lab_key(lab), config_json, mode, dims, result)
+        proj = pca()
     else:
         # 200 UMAP epochs instead of umap-learn's 500 for small data: interactive speed, the same neighbourhoods
         job = in_background("projection", (lab_key(lab), config_json, method, mode, dims),
@@ -130,7 +126,7 @@ try:
             st.info(f"Computing the {METHOD_NAMES[method]} projection in the background (the first UMAP after the "
                     "server starts also compiles numba, up to ~20 s on 2 cores). Showing PCA until it is ready; the "
                     "page stays usable.", icon=":material/hourglass_top:")
-            shown, proj = "pca", _pca(lab_key(lab), config_json, mode, dims, result)
+            shown, proj = "pca", pca()
             rerun_when_done(job)
 except ValueError as exc:
     st.error(str(exc))

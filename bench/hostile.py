@@ -27,7 +27,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import zipfile
@@ -44,7 +43,7 @@ from genreg_core.diffusion import DEFAULT_GENERATOR_DIR
 from genreg_core.runs import RunSpec, RunStore
 from genreg_core.uploads import extract_zip
 from genreg_core.worker import execute_run, launch_run
-from tests.archives import make_zip, patch_headers, png, png_claiming
+from tests.archives import make_zip, patch_headers, png, png_claiming, upload_at_once
 
 KINDS = ("handled", "unclear error", "traceback", "wrong state")  # handled: a clear error, or the right state
 Check = Callable[[], str | None]  # a post-condition: None when the state is right, else what is wrong
@@ -350,20 +349,7 @@ def stale_staging(home: Path) -> tuple[str, str]:
 
 def concurrent_uploads(home: Path) -> tuple[str, str]:
     data = make_zip({f"{c}/{i}.png": png(value=i) for c in "ab" for i in range(20)})
-    results, errors, barrier = [], [], threading.Barrier(8)
-
-    def upload():
-        barrier.wait()
-        try:
-            results.append(extract_zip(data, home))
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=upload) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = upload_at_once(data, home, 8)
     if errors:
         return "traceback", repr(errors[0])
     left = os.listdir(home / "uploads")

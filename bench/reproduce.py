@@ -58,8 +58,8 @@ def format_tables(rows: list[Row], header: str) -> str:
                     continue
                 acc, sec = [], []
                 for n in settings:
-                    a = [r["test_accuracy"] for r in runs if r["per_class"] == n]
                     cell = [r for r in runs if r["per_class"] == n]
+                    a = [r["test_accuracy"] for r in cell]
                     acc.append(f"{100 * np.mean(a):.1f} ± {100 * np.std(a):.1f} ({len(a)})" if a else "–")
                     if not cell:
                         sec.append("–")

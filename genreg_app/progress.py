@@ -65,7 +65,7 @@ def result_cache(name: str, max_entries: int = 16) -> LRUCache:
     return LRUCache(max_entries)
 
 
-_locks_lock = threading.Lock()
+_registry_lock = threading.Lock()  # guards creating a key's lock or job, so two sessions never create two
 
 
 @st.cache_resource(show_spinner=False)
@@ -76,7 +76,7 @@ def _key_locks() -> LRUCache:
 
 def _key_lock(name: str, key: Hashable) -> threading.Lock:
     locks = _key_locks()
-    with _locks_lock:
+    with _registry_lock:
         lock = locks.get((name, key))
         if lock is None:
             lock = threading.Lock()
@@ -115,9 +115,6 @@ def _background_executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="genreg-background")
 
 
-_submit_lock = threading.Lock()
-
-
 def in_background(name: str, key: Hashable, compute: Callable[[], Any]) -> Future:
     """The server-wide job computing ``compute()`` for ``key`` in cache ``name``, started on its first request.
 
@@ -125,7 +122,7 @@ def in_background(name: str, key: Hashable, compute: Callable[[], Any]) -> Futur
     been read, so asking again retries it.
     """
     cache = result_cache(name)
-    with _submit_lock:
+    with _registry_lock:
         job = cache.get(key)
         if job is None:
             job = _background_executor().submit(compute)

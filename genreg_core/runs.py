@@ -290,10 +290,11 @@ class RunStore:
     def record_worker(self, run_id: str, pid: int) -> None:
         """Record the process working on ``run_id``, with its start time so a later process that reuses the pid
         is not taken for it."""
-        self.client.set_tag(run_id, "genreg.pid", str(pid))
+        from mlflow.entities import RunTag
+
         start = _process_start(pid)
-        if start is not None:
-            self.client.set_tag(run_id, "genreg.pid_start", start)
+        tags = [RunTag("genreg.pid", str(pid))] + ([RunTag("genreg.pid_start", start)] if start is not None else [])
+        self.client.log_batch(run_id, tags=tags)  # one store write
 
     def _mark_orphan(self, run_id: str, pid: str | None, status: str) -> tuple[str, str | None]:
         """A live-looking run without a live worker: stopped if it never started and was stopped, else failed."""

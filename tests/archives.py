@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import zipfile
 import zlib
+from pathlib import Path
 
 from PIL import Image
 
@@ -52,3 +54,24 @@ def patch_headers(data: bytes, offset_in_header: int, value: bytes) -> bytes:
             out[at:at + len(value)] = value
             start = out.find(sig, start + 4)
     return bytes(out)
+
+
+def upload_at_once(data: bytes, home: Path, n: int) -> tuple[list[Path], list[BaseException]]:
+    """``extract_zip(data, home)`` from ``n`` threads released together: (the folders returned, the errors)."""
+    from genreg_core.uploads import extract_zip
+
+    results, errors, barrier = [], [], threading.Barrier(n)
+
+    def upload():
+        barrier.wait()
+        try:
+            results.append(extract_zip(data, home))
+        except BaseException as exc:  # noqa: BLE001 - the callers judge any failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upload) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors

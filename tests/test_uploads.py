@@ -2,7 +2,6 @@
 
 import io
 import struct
-import threading
 import zipfile
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from genreg_core.data import load_image_folder
 from genreg_core.uploads import UploadLimits, extract_zip
-from tests.archives import folder_zip, make_zip, patch_headers, png, png_claiming
+from tests.archives import folder_zip, make_zip, patch_headers, png, png_claiming, upload_at_once
 
 
 def _left_behind(home) -> list[str]:
@@ -158,22 +157,7 @@ def test_uploads_folder_that_is_a_file_is_a_clear_error(tmp_path):
 
 
 def test_identical_uploads_at_once_all_succeed(tmp_path):
-    data = folder_zip(n_per_class=20)
-    results, errors = [], []
-    barrier = threading.Barrier(6)
-
-    def upload():
-        barrier.wait()
-        try:
-            results.append(extract_zip(data, tmp_path))
-        except Exception as exc:  # noqa: BLE001 - any failure fails the test below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=upload) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = upload_at_once(folder_zip(n_per_class=20), tmp_path, 6)
     assert errors == [] and len(set(results)) == 1
     assert len(_left_behind(tmp_path)) == 1  # one folder, no staging folders
     assert len(load_image_folder(results[0], 8)) == 40
