@@ -136,6 +136,13 @@ def _follow(labels: list[str], active: list[str]) -> list[str]:
     return list(dict.fromkeys(label for label in chosen if label in labels))  # deleted runs drop out, order kept
 
 
+def _keep_choice(key: str, value: list[str]) -> None:
+    """Set a picker's choice only when it changes. The panel reruns every 2 s while runs are live; re-sending an
+    unchanged choice from a rerun that started before the user's last pick would overwrite that pick."""
+    if st.session_state.get(key) != value:
+        st.session_state[key] = value
+
+
 def _accuracy_text(mean: float, std: float, n: int) -> str:
     return f"{mean:.2%} ± {std:.2%}" if n > 1 else f"{mean:.2%} (one run: no spread)"
 
@@ -161,7 +168,7 @@ def runs_panel() -> None:
     names = {run_id: label for label, run_id in by_label.items()}
     a1, a2, a3 = st.columns([4, 1, 1], vertical_alignment="bottom")
     if "tr.act" in st.session_state:  # runs deleted here or in another tab drop out of the choice
-        st.session_state["tr.act"] = [label for label in st.session_state["tr.act"] if label in by_label]
+        _keep_choice("tr.act", [label for label in st.session_state["tr.act"] if label in by_label])
     acted = [by_label[label] for label in
              a1.multiselect("Runs to stop or delete", list(by_label), key="tr.act", placeholder="pick runs")]
     if a2.button("Stop", key="tr.stop", disabled=not acted, width="stretch"):
@@ -184,8 +191,8 @@ def runs_panel() -> None:
             st.session_state.pop("tr.confirm_delete")
             st.rerun()
 
-    st.session_state["tr.compare"] = _follow(list(by_label),
-                                             [names[r.run_id] for r in runs if r.status in ("queued", "running")])
+    _keep_choice("tr.compare", _follow(list(by_label),
+                                       [names[r.run_id] for r in runs if r.status in ("queued", "running")]))
     f1, f2 = st.columns([4, 1], vertical_alignment="bottom")
     chosen = [by_label[label] for label in f1.multiselect("Compare runs", list(by_label), key="tr.compare")]
     f2.toggle("Follow new runs", value=True, key="tr.follow",

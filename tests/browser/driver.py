@@ -97,6 +97,18 @@ def wait_idle(page, timeout: float = 240.0, quiet: float = 1.0) -> float:
         page.wait_for_timeout(100)
 
 
+def eventually(page, check, timeout: float = 60.0, what: str = "condition"):
+    """Poll ``check()`` until it returns something truthy (a rerun's result can land after the page looks idle)."""
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise TimeoutError(f"{what} not met after {timeout:.0f} s (last: {value!r})")
+        page.wait_for_timeout(300)
+
+
 def open_page(page, url: str, timeout: float = 300.0) -> float:
     """Load ``url`` and wait until the app has drawn it and gone idle; returns the seconds it took."""
     start = time.time()

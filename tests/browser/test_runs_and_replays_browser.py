@@ -5,6 +5,7 @@ import re
 from tests.browser.driver import (
     assert_clean,
     choose,
+    eventually,
     goto_page,
     open_page,
     press_slider,
@@ -42,10 +43,17 @@ def test_training_runs_session(page, app):
 
     page.get_by_text("one run: no spread", exact=False).first.wait_for(state="attached")  # a dataframe cell
     earlier = set(_options(page, "Runs to stop or delete"))
-    press_slider(page, "Epochs", "End")  # long runs to stop
+    choose(page, "stSelectbox", "Images per class", "all")  # long runs to stop, even on a loaded machine
+    press_slider(page, "Epochs", "End")
     page.get_by_role("button", name="Launch").click()
+    page.get_by_text("Launched 2 run(s).").wait_for(timeout=60_000)  # the launch's toast
     wait_idle(page)
-    running = [o for o in _options(page, "Runs to stop or delete") if o not in earlier]
+
+    def launched() -> list[str]:
+        new = [o for o in _options(page, "Runs to stop or delete") if o not in earlier]
+        return new if len(new) >= 2 else []
+
+    running = eventually(page, launched, what="the two launched runs in the picker")
     assert len(running) == 2, running
     for option in running:
         choose(page, "stMultiSelect", "Runs to stop or delete", option)
@@ -58,12 +66,19 @@ def test_training_runs_session(page, app):
 
     before = len(_options(page, "Compare runs")) + compared.count()
     page.get_by_role("button", name="Delete…").click()
+    page.get_by_text(re.compile(r"Delete \d+ run")).wait_for(timeout=60_000)  # asks before deleting
     wait_idle(page)
     assert page.get_by_text(re.compile(r"Delete \d+ run")).count() == 1
     page.get_by_role("button", name="Delete for good").click()
     wait_idle(page)
     assert_clean(page)
-    assert len(_options(page, "Compare runs")) + compared.count() == before - len(running)
+    def gone() -> bool:
+        left = _options(page, "Compare runs") + compared.all_inner_texts()
+        print("left", left, "before", before, "running", running)
+        page.screenshot(path="/tmp/gone.png")
+        return len(left) == before - len(running) and not set(running) & set(left)
+
+    eventually(page, gone, what="the deleted runs gone from the pickers")
 
     goto_page(page, "Home")
     wait_idle(page)
