@@ -1,23 +1,22 @@
 """Feature space: where synthetic samples fall relative to real ones, per class."""
 
 import functools
-import json
 from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from genreg_app.progress import cached_with_progress, in_background, rerun_when_done, warm_up_umap_once
+from genreg_app.feature_space import feature_space_result, first_view_config, result_key
+from genreg_app.progress import in_background, rerun_when_done, warm_up_umap_once
 from genreg_app.render import full_table, image_strip, json_download, selected_point_ids
 from genreg_app.runs import run_label, run_store, store_errors
-from genreg_app.state import current_lab, lab_key
+from genreg_app.state import current_lab
 from genreg_core.config import SamplerConfig
 from genreg_core.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
 from genreg_core.feature_space import (
     FeatureSpaceConfig,
     FeatureSpaceResult,
-    compute_feature_space,
     embedding_rows,
     nearest_training_images,
 )
@@ -35,6 +34,7 @@ st.markdown(
 )
 lab = current_lab()
 T = lab.generator.num_train_timesteps
+first = first_view_config(lab)  # Home computes this one ahead of time
 
 AXIS_NAMES = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
 METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
@@ -46,14 +46,15 @@ source = st.segmented_control("Synthetic source", list(SOURCE_NAMES), format_fun
                               default="generate", key="fs.source") or "generate"
 with st.form("fs.form"):
     c1, c2, c3, c4 = st.columns(4)
-    per_class = c1.slider("Images per class (real and synthetic)", 10, 200, 20, step=10, key="fs.per_class")
-    k = c2.number_input("k (nearest neighbours)", 1, 50, 5, key="fs.k")
-    seed = c3.number_input("Seed", 0, 10_000, 0, key="fs.seed")
-    sampler_steps = c4.number_input("DDIM steps", 1, 200, 25, key="fs.steps", disabled=source not in
-                                    ("generate", "reconstruct"))
-    t, folder, run_id = T // 2, "", None
+    per_class = c1.slider("Images per class (real and synthetic)", 10, 200, first.per_class, step=10,
+                          key="fs.per_class")
+    k = c2.number_input("k (nearest neighbours)", 1, 50, first.k, key="fs.k")
+    seed = c3.number_input("Seed", 0, 10_000, first.seed, key="fs.seed")
+    sampler_steps = c4.number_input("DDIM steps", 1, 200, first.sampler.n_steps, key="fs.steps",
+                                    disabled=source not in ("generate", "reconstruct"))
+    t, folder, run_id = first.t, "", None
     if source == "reconstruct":
-        t = st.slider("Start step t", 0, T, T // 2, key="fs.t")
+        t = st.slider("Start step t", 0, T, first.t, key="fs.t")
     elif source == "folder":
         folder = st.text_input("Image folder (ROOT/<class>/*.png, class folders named like the dataset's)",
                                key="fs.folder")
@@ -66,7 +67,8 @@ with st.form("fs.form"):
                                            key="fs.run",
                                            placeholder="no finished MGR run yet: launch one on the Training runs page"))
     embedding = st.selectbox("Embedding", list(EMBEDDING_NAMES), format_func=EMBEDDING_NAMES.get,
-                             key="fs.embedding", help=EMBEDDING_HELP)
+                             index=list(EMBEDDING_NAMES).index(first.embedding), key="fs.embedding",
+                             help=EMBEDDING_HELP)
     submitted = st.form_submit_button("Compute", type="primary")
 
 form_config = FeatureSpaceConfig(source=source, per_class=per_class, t=t, folder=folder or None, run_id=run_id,
@@ -79,11 +81,8 @@ config: FeatureSpaceConfig = st.session_state["fs.config"]
 if config != form_config:
     st.caption(f"Showing the last computed settings ({SOURCE_NAMES[config.source]}); press **Compute** to apply "
                "the ones above.")
-config_json = json.dumps(asdict(config), sort_keys=True)
 try:
-    result: FeatureSpaceResult = cached_with_progress(
-        "feature_space", (lab_key(lab), config_json),
-        lambda progress: compute_feature_space(lab, config, progress), "Sampling and embedding…")
+    result: FeatureSpaceResult = feature_space_result(lab, config)
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
@@ -117,7 +116,7 @@ try:
         proj = pca()
     else:
         # 200 UMAP epochs instead of umap-learn's 500 for small data: interactive speed, the same neighbourhoods
-        job = in_background("projection", (lab_key(lab), config_json, method, mode, dims),
+        job = in_background("projection", (*result_key(lab, config), method, mode, dims),
                             functools.partial(project, result.real_features, result.synthetic_features, method,
                                               mode, dims, random_state=0, n_epochs=200 if method == "umap" else None))
         if job.done():

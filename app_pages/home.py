@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from genreg_app.feature_space import prefetch_first_view
 from genreg_app.state import current_lab, lab_key
 from genreg_core.claims import load_claims
 from genreg_core.config import SamplerConfig
@@ -67,3 +68,5 @@ else:
             st.markdown("\n".join(f"- {part.strip()}" for part in c.numbers.split("; ")))
     st.caption(f"From `bench/results/claims.json` ({meta.get('setting', '')}). Verdicts: two means differ only when "
                "their gap exceeds two standard errors and half a point; `python -m bench.reproduce` reruns the grid.")
+
+prefetch_first_view(lab)  # drawn last, so it does not slow this page: Feature space then opens at once

@@ -45,7 +45,8 @@ def measure(page, base: str) -> list[tuple[str, str, float, str]]:
         print(f"{page_name:22s} {action:45s} {rows[-1][2]:7.2f} s", flush=True)
 
     timed("Home", "first view (cold server: loads the models)", "", lambda: open_page(page, base, 900))
-    timed("Feature space", "first view (20 per class, DDIM 25)", "< 5 s", lambda: goto_page(page, "Feature space"))
+    timed("Feature space", "first view straight after Home (20 per class, DDIM 25; Home starts it)", "< 5 s",
+          lambda: goto_page(page, "Feature space"))
     timed("Feature space", "color by class", "< 0.3 s", lambda: choose(page, "stSelectbox", "Color by", "class"))
     timed("Feature space", "class filter", "< 0.3 s", lambda: choose(page, "stMultiSelect", "Classes", "3"))
     timed("Feature space", "Compute again, same settings", "< 0.3 s",

@@ -96,7 +96,8 @@ def cached_with_progress(name: str, key: Hashable, compute: Callable[[Callable],
         return result
     lock = _key_lock(name, key)
     if not lock.acquire(blocking=False):
-        with st.spinner("Another tab is computing the same result; waiting for it…"):
+        with st.spinner("This result is already being computed (by another tab, or ahead of time); waiting for "
+                        "it…"):
             lock.acquire()
     try:
         result = cache.get(key)
@@ -107,6 +108,31 @@ def cached_with_progress(name: str, key: Hashable, compute: Callable[[Callable],
     finally:
         lock.release()
     return result
+
+
+def prefetch(name: str, key: Hashable, compute: Callable[[], Any]) -> bool:
+    """Compute ``key`` of cache ``name`` ahead of time in a background thread, unless it is cached or already being
+    computed; returns whether it started. A page asking for the key meanwhile waits for this computation
+    (``cached_with_progress``) instead of starting its own. A failure is not cached: the page then computes the
+    result itself and shows the error."""
+    cache = result_cache(name)
+    if cache.get(key) is not None:
+        return False
+    lock = _key_lock(name, key)
+    if not lock.acquire(blocking=False):
+        return False
+
+    def run() -> None:
+        try:
+            if cache.get(key) is None:
+                cache.put(key, compute())
+        except Exception:  # noqa: BLE001 - the page computes it again and reports the error where it is seen
+            pass
+        finally:
+            lock.release()
+
+    threading.Thread(target=run, name=f"genreg-prefetch-{name}", daemon=True).start()
+    return True
 
 
 @st.cache_resource(show_spinner=False)

@@ -85,3 +85,33 @@ def test_a_background_job_is_shared_by_key_and_a_failed_one_is_retried():
     retried = jobs[-1]
     assert retried is not first and retried.result(timeout=10) == "ok"
     assert in_background("test-jobs", "key", flaky) is retried and len(calls) == 2  # a success stays cached
+
+
+def test_a_prefetched_result_is_computed_once_and_a_failed_prefetch_is_left_to_the_page():
+    import threading
+
+    from genreg_app.progress import cached_with_progress, prefetch
+
+    calls, gate = [], threading.Event()
+
+    def slow():
+        calls.append("prefetch")
+        assert gate.wait(10)
+        return "ahead of time"
+
+    assert prefetch("test-prefetch", "key", slow)
+    assert not prefetch("test-prefetch", "key", slow)  # already being computed
+    waiting = threading.Thread(target=lambda: calls.append(
+        cached_with_progress("test-prefetch", "key", lambda progress: "by the page", "computing")))
+    waiting.start()  # a page asking meanwhile waits for the prefetch
+    gate.set()
+    waiting.join(10)
+    assert calls == ["prefetch", "ahead of time"]
+    assert not prefetch("test-prefetch", "key", slow)  # cached
+
+    def broken():
+        raise ValueError("bad settings")
+
+    assert prefetch("test-prefetch", "broken", broken)
+    with pytest.raises(ValueError, match="bad settings"):  # the page computes it itself and sees the error
+        cached_with_progress("test-prefetch", "broken", lambda progress: broken(), "computing")

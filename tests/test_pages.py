@@ -341,12 +341,40 @@ def test_replay_pages_offer_a_launch_without_runs(monkeypatch, tmp_path):
         assert at.info and at.button(key=key).label.startswith("Launch a 10-per-class")
 
 
-def test_feature_space_survives_reruns_and_computes_only_on_submit(monkeypatch):
-    import genreg_core.feature_space as fs
+def _count_feature_space_computations(monkeypatch) -> list:
+    import genreg_app.feature_space as fs
 
     calls = []
     real = fs.compute_feature_space
     monkeypatch.setattr(fs, "compute_feature_space", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_home_computes_the_feature_space_first_view_ahead_of_time(monkeypatch):
+    import dataclasses
+    import time
+
+    import genreg_app.feature_space as fs
+
+    real_first = fs.first_view_config
+    monkeypatch.setattr(fs, "first_view_config", lambda lab: dataclasses.replace(  # small and unique to this test
+        real_first(lab), per_class=10, seed=11, sampler=dataclasses.replace(real_first(lab).sampler, n_steps=2)))
+    calls = _count_feature_space_computations(monkeypatch)
+    home = AppTest.from_file("../app_pages/home.py", default_timeout=120).run()
+    assert not home.exception, home.exception
+    deadline = time.time() + 60
+    while not calls and time.time() < deadline:  # Home started it with nobody on Feature space yet
+        time.sleep(0.1)
+    assert len(calls) == 1
+    page = AppTest.from_file("../app_pages/feature_space.py", default_timeout=120).run()
+    assert not page.exception, page.exception
+    assert page.slider(key="fs.per_class").value == 10 and page.number_input(key="fs.seed").value == 11
+    assert len(calls) == 1  # the page's first view is the result Home started, not a second computation
+    assert page.caption[0].value.startswith("100 real vs 100 synthetic")
+
+
+def test_feature_space_survives_reruns_and_computes_only_on_submit(monkeypatch):
+    calls = _count_feature_space_computations(monkeypatch)
     at = AppTest.from_file("../app_pages/feature_space.py", default_timeout=180)
     at.session_state["fs.per_class"] = 10
     at.session_state["fs.steps"] = 2
