@@ -12,16 +12,16 @@ from genreg_app.progress import in_background, rerun_when_done, warm_up_umap_onc
 from genreg_app.render import full_table, image_strip, json_download, selected_point_ids
 from genreg_app.runs import run_label, run_store, store_errors
 from genreg_app.state import current_lab
-from genreg_core.config import SamplerConfig
-from genreg_core.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
-from genreg_core.feature_space import (
+from genreg_core.analysis.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
+from genreg_core.analysis.feature_space import (
     FeatureSpaceConfig,
     FeatureSpaceResult,
     embedding_rows,
     nearest_training_images,
 )
+from genreg_core.config import SamplerConfig
+from genreg_core.evaluation.projection import project
 from genreg_core.plots import feature_scatter, metric_bars
-from genreg_core.projection import project
 
 st.title("Feature space: real vs synthetic")
 st.markdown(

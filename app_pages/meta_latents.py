@@ -7,10 +7,15 @@ import streamlit as st
 
 from genreg_app.runs import pick_run, run_store
 from genreg_app.state import current_lab, lab_key
-from genreg_core.generator_regime import run_generator
+from genreg_core.analysis.meta_latents import (
+    META_METHODS,
+    finder_is_static,
+    replay_meta_latents,
+    snapshot_sampler_steps,
+)
 from genreg_core.imaging import make_grid
-from genreg_core.meta_latents import META_METHODS, finder_is_static, replay_meta_latents, snapshot_sampler_steps
 from genreg_core.plots import latent_scatter
+from genreg_core.training.generator_regime import run_generator
 
 st.title("Meta-selected latents (MGR, GSSL)")
 st.markdown(

@@ -5,8 +5,8 @@ import streamlit as st
 
 from genreg_app.runs import pick_run, run_store
 from genreg_app.state import current_lab
+from genreg_core.analysis.reference_vectors import replay_references
 from genreg_core.plots import reference_scatter, run_curves
-from genreg_core.reference_vectors import replay_references
 
 st.title("AdaRand reference vectors")
 st.markdown(

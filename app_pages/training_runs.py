@@ -9,11 +9,11 @@ import streamlit as st
 from genreg_app.runs import guarded, run_label, run_store, store_errors
 from genreg_app.state import current_lab
 from genreg_core.config import TrainConfig
-from genreg_core.methods import METHODS
-from genreg_core.perturbation import KINDS, NORMS
+from genreg_core.diffusion.perturbation import KINDS, NORMS
 from genreg_core.plots import run_curves
-from genreg_core.runs import EPOCH_KEYS, RunSpec, summarize_runs
-from genreg_core.worker import DEFAULT_MAX_CONCURRENT, launch_run
+from genreg_core.runs.store import EPOCH_KEYS, RunSpec, summarize_runs
+from genreg_core.runs.worker import DEFAULT_MAX_CONCURRENT, launch_run
+from genreg_core.training.methods import METHODS
 
 METHOD_NOTES = {
     "ce": "cross-entropy on the real images only (baseline)",

@@ -6,7 +6,8 @@
 - Sampling, 25 DDIM steps, 20,000 samples of the shipped model: ``sample_images`` at batch 256 fp32 (the old
   default path), diffusers' ``DDIMScheduler.step`` loop over the same UNet at batch 256, and ``sample_images`` at
   the device's batch size in fp32, bf16 and bf16 + ``torch.compile`` (its warm-up timed apart).
-- Fidelity: the outside classifier (``genreg_core.fidelity``) on the first 1,000 samples of each sampling row.
+- Fidelity: the outside classifier (``genreg_core.evaluation.fidelity``) on the first 1,000 samples of each sampling
+  row.
 - MGR, 10 images per class, 30 epochs, eager and with ``mgr_compile`` (a 1-epoch warm-up run timed apart).
 - Generator training on the ``gpu`` preset (batch 1,024): steps/s in fp32 eager and bf16 + compile after a
   warm-up, and the preset's projected run time; ``--generator-full`` trains the whole preset and scores it.
@@ -24,12 +25,12 @@ from dataclasses import dataclass
 import torch
 
 from genreg_core.config import GeneratorTrainConfig, SamplerConfig, TrainConfig, get_preset
-from genreg_core.data import load_digits_dataset, split_dataset
-from genreg_core.diffusion import load_generator
-from genreg_core.fidelity import class_fidelity
-from genreg_core.generator_training import train_generator
-from genreg_core.sampling import sample_images
-from genreg_core.training import train_classifier
+from genreg_core.data.datasets import load_digits_dataset, split_dataset
+from genreg_core.diffusion.model import load_generator
+from genreg_core.diffusion.sampling import sample_images
+from genreg_core.diffusion.training import train_generator
+from genreg_core.evaluation.fidelity import class_fidelity
+from genreg_core.training.loop import train_classifier
 
 
 @dataclass

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from genreg_core.feature_space import real_subset
-from genreg_core.inversion import round_trip_errors
+from genreg_core.analysis.feature_space import real_subset
+from genreg_core.diffusion.inversion import round_trip_errors
 from genreg_core.lab import open_lab
 
 

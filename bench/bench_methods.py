@@ -20,12 +20,12 @@ import torch
 from safetensors.torch import load_file
 
 from genreg_core.config import FeatureConfig, GeneratorTrainConfig, TrainConfig, UNetConfig
-from genreg_core.data import load_digits_dataset, split_dataset
-from genreg_core.diffusion import DEFAULT_GENERATOR_DIR, Generator, build_scheduler, build_unet, load_generator
-from genreg_core.features import build_convnet
-from genreg_core.methods import METHODS, MethodSetup, make_method
-from genreg_core.methods.lookahead import ddim_chain
-from genreg_core.training import TrainCallbacks, train_classifier
+from genreg_core.data.datasets import load_digits_dataset, split_dataset
+from genreg_core.diffusion.model import DEFAULT_GENERATOR_DIR, Generator, build_scheduler, build_unet, load_generator
+from genreg_core.features.extractor import build_convnet
+from genreg_core.training.loop import TrainCallbacks, train_classifier
+from genreg_core.training.methods import METHODS, MethodSetup, make_method
+from genreg_core.training.methods.lookahead import ddim_chain
 
 
 def bench_generator(unet_weights: str | None) -> Generator:

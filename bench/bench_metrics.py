@@ -16,8 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import prdc
 
-from genreg_core.metrics import compute_prdc, frechet_distance
-from genreg_core.projection import project
+from genreg_core.evaluation.metrics import compute_prdc, frechet_distance
+from genreg_core.evaluation.projection import project
 
 FEATURE_DIM = 128
 FULL_SIZES = (2000, 5000)

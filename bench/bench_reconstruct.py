@@ -13,8 +13,8 @@ import time
 import torch
 
 from genreg_core.config import GeneratorTrainConfig, SamplerConfig, UNetConfig
-from genreg_core.diffusion import Generator, build_scheduler, build_unet, load_generator
-from genreg_core.sampling import reconstruct
+from genreg_core.diffusion.model import Generator, build_scheduler, build_unet, load_generator
+from genreg_core.diffusion.sampling import reconstruct
 
 
 def best_of(repeats: int, fn) -> float:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from genreg_app.progress import cached_with_progress, prefetch
 from genreg_app.state import lab_key
-from genreg_core.feature_space import FeatureSpaceConfig, FeatureSpaceResult, compute_feature_space
+from genreg_core.analysis.feature_space import FeatureSpaceConfig, FeatureSpaceResult, compute_feature_space
 from genreg_core.lab import Lab
 
 # images × DDIM steps × pixels worth computing before it is asked for: the embedded default's first view is

@@ -54,7 +54,7 @@ def progress_bar(text: str):
 def warm_up_umap_once():
     """Once per server: compile UMAP in a background thread (started after a page's first result is drawn, so
     it does not slow that first view down)."""
-    from genreg_core.projection import warm_up_umap
+    from genreg_core.evaluation.projection import warm_up_umap
 
     return warm_up_umap()
 

@@ -10,8 +10,8 @@ import streamlit as st
 
 from genreg_core.config import TrainConfig
 from genreg_core.lab import Lab
-from genreg_core.runs import RunSpec, RunStore
-from genreg_core.worker import launch_run
+from genreg_core.runs.store import RunSpec, RunStore
+from genreg_core.runs.worker import launch_run
 
 
 @st.cache_resource

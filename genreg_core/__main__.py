@@ -1,5 +1,5 @@
 """``python -m genreg_core`` is the ``genreg`` command."""
 
-from genreg_core.cli import main
+from genreg_core.cli.main import main
 
 raise SystemExit(main())

@@ -95,11 +95,11 @@ class BackboneConfig:
 
 @dataclass
 class TrainConfig:
-    """One classifier training run (``genreg_core.training.train_classifier``) and its method's hyper-parameters."""
+    """One classifier training run (``training.loop.train_classifier``) and its method's hyper-parameters."""
 
     method: TrainMethod = "ce"  # ce | gda | randreg | adarand | mgr | mgr+adarand | semantic | gssl
     # backbone g at step 0: "scratch" = random weights; "pretrained" = the self-supervised backbone of the
-    # unlabelled training pool (genreg_core.backbone; no labels beyond the per-class subset), head fresh
+    # unlabelled training pool (genreg_core.features.backbone; no labels beyond the per-class subset), head fresh
     init: InitName = "scratch"
     per_class: int | None = 10  # real training images per class drawn from the train split; None = all
     epochs: int = 30  # passes over the (small) training set
@@ -109,7 +109,7 @@ class TrainConfig:
     augment: bool = True  # T(·): random shift / rotation of real batches
     seed: int = 0  # seed of the weights, the per-class subset, the batches and every random draw
     generator_regime: GeneratorRegime = "pool"  # pool: the lab's generator (the shipped one saw the whole labelled
-    # train split); own: a generator trained only on this run's per_class images (genreg_core.generator_regime)
+    # train split); own: a generator trained only on this run's per_class images (genreg_core.training.generator_regime)
     own_generator_preset: str = "default"  # own regime: the preset whose unet and own_generator configs train it
     width: int = 32  # classifier channels of the first conv block (ConvNet, as FeatureConfig)
     feature_dim: int = 128  # classifier feature size d (ConvNet, as FeatureConfig)

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genreg_core.acceleration import Precision
 from genreg_core.config import DataConfig, FeatureConfig, SamplerConfig
-from genreg_core.data import ImageDataset, Split, dataset_shape, load_dataset, split_dataset
+from genreg_core.data.datasets import ImageDataset, Split, dataset_shape, load_dataset, split_dataset
 from genreg_core.device import resolve_device
-from genreg_core.diffusion import Generator, load_generator
-from genreg_core.features import (
+from genreg_core.diffusion.acceleration import Precision
+from genreg_core.diffusion.model import Generator, load_generator
+from genreg_core.diffusion.sampling import class_labels, sample_images
+from genreg_core.features.extractor import (
     DEFAULT_FEATURES_DIR,
     FeatureExtractor,
     extract_features,
@@ -23,7 +24,6 @@ from genreg_core.features import (
     load_feature_extractor,
     predict_labels,
 )
-from genreg_core.sampling import class_labels, sample_images
 
 
 def genreg_home() -> Path:
@@ -46,7 +46,7 @@ class Lab:
     device: torch.device
     generator_source: str | None = None  # what open_lab was given (None: the shipped model)
     _train_features: np.ndarray | None = field(default=None, init=False, repr=False)
-    _embedding_cache: dict = field(default_factory=dict, init=False, repr=False)  # genreg_core.embedding's
+    _embedding_cache: dict = field(default_factory=dict, init=False, repr=False)  # genreg_core.analysis.embedding's
 
     def train_features(self) -> np.ndarray:
         """Features (N_train, d) of the real training split, computed once per lab (the extractor is frozen)."""

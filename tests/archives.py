@@ -1,4 +1,4 @@
-"""Generated images and zip archives for the upload tests and ``bench/hostile.py``."""
+"""Generated images and zip archives for the upload tests and ``faults/hostile.py``."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def patch_headers(data: bytes, offset_in_header: int, value: bytes) -> bytes:
 
 def upload_at_once(data: bytes, home: Path, n: int) -> tuple[list[Path], list[BaseException]]:
     """``extract_zip(data, home)`` from ``n`` threads released together: (the folders returned, the errors)."""
-    from genreg_core.uploads import extract_zip
+    from genreg_core.data.uploads import extract_zip
 
     results, errors, barrier = [], [], threading.Barrier(n)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from genreg_core.config import GeneratorTrainConfig, get_preset
-from genreg_core.data import load_digits_dataset, split_dataset
-from genreg_core.diffusion import Generator, build_scheduler, build_unet
+from genreg_core.data.datasets import load_digits_dataset, split_dataset
+from genreg_core.diffusion.model import Generator, build_scheduler, build_unet
 
 
 def pytest_collection_modifyitems(config, items):

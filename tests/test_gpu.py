@@ -6,11 +6,11 @@ Every test here is marked ``gpu`` and skipped where CUDA is not available (see `
 import pytest
 import torch
 
-from genreg_core.acceleration import MAX_BATCH_SIZE, choose_batch_size
 from genreg_core.config import GeneratorTrainConfig, SamplerConfig, TrainConfig, get_preset
-from genreg_core.diffusion import Generator, build_scheduler, build_unet, load_generator
-from genreg_core.fidelity import class_fidelity
-from genreg_core.sampling import class_labels, reconstruct, sample_images
+from genreg_core.diffusion.acceleration import MAX_BATCH_SIZE, choose_batch_size
+from genreg_core.diffusion.model import Generator, build_scheduler, build_unet, load_generator
+from genreg_core.diffusion.sampling import class_labels, reconstruct, sample_images
+from genreg_core.evaluation.fidelity import class_fidelity
 
 pytestmark = pytest.mark.gpu
 
@@ -81,7 +81,7 @@ def test_compiled_sampler_matches_eager():
 
 @pytest.mark.parametrize("compile", [False, True])
 def test_tiny_mgr_run_on_cuda(digits, digits_split, compile):
-    from genreg_core.training import train_classifier
+    from genreg_core.training.loop import train_classifier
 
     config = TrainConfig.tiny("mgr")
     config.epochs, config.mgr_compile = 2, compile
@@ -93,7 +93,7 @@ def test_tiny_mgr_run_on_cuda(digits, digits_split, compile):
 
 @pytest.mark.parametrize("precision, compile", [("fp32", False), ("bf16", True)])
 def test_tiny_generator_training_on_cuda(digits, tmp_path, precision, compile):
-    from genreg_core.generator_training import train_generator
+    from genreg_core.diffusion.training import train_generator
 
     losses = []
     config = GeneratorTrainConfig(steps=12, batch_size=64, warmup_steps=2, checkpoint_every=6, precision=precision,

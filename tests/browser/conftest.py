@@ -28,8 +28,8 @@ if _missing:
 def _tiny_replay_runs(home) -> dict[str, str]:
     """A real tiny AdaRand run and a real tiny MGR run, so the replay pages have something to show."""
     from genreg_core.config import DataConfig, TrainConfig
-    from genreg_core.runs import RunSpec, RunStore
-    from genreg_core.worker import execute_run
+    from genreg_core.runs.store import RunSpec, RunStore
+    from genreg_core.runs.worker import execute_run
 
     store = RunStore(home)
     ids = {}

@@ -1,0 +1,404 @@
+"""The run store: every classifier run is an MLflow run in a SQLite tracking store under GENREG_HOME.
+
+Layout under ``$GENREG_HOME`` (default ``~/.genreg``):
+``mlflow.db`` (tracking store; ``mlflow ui --backend-store-uri sqlite:///…/mlflow.db`` shows the runs),
+``artifacts/`` (snapshots, final classifier, all safetensors) and ``runs/<run_id>/`` (the run's config,
+its stop flag and its worker log). Statuses follow MLflow: SCHEDULED (queued), RUNNING, FINISHED,
+KILLED (stopped by the user), FAILED (crash or non-finite loss, with the error text in a tag).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from genreg_core.config import DataConfig, TrainConfig
+from genreg_core.lab import genreg_home
+
+EXPERIMENT = "genreg"
+STATUS_LABELS = {"SCHEDULED": "queued", "RUNNING": "running", "FINISHED": "finished", "KILLED": "stopped",
+                 "FAILED": "failed"}
+EPOCH_KEYS = ("train_loss", "val_loss", "val_accuracy", "test_accuracy")
+RUN_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # MLflow run ids: uuid4 hex
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class StoreError(ValueError):
+    """The run store's database cannot be used: damaged, locked, or not a file."""
+
+
+def _store_error(db: Path, exc: BaseException) -> StoreError | None:
+    """A :class:`StoreError` when ``exc`` comes from the database itself, else None (e.g. an unknown run id)."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    from_db = any(isinstance(e, (SQLAlchemyError, sqlite3.Error)) for e in chain)
+    if not from_db and getattr(exc, "error_code", None) != "TEMPORARILY_UNAVAILABLE":
+        return None
+    text = str(chain[-1]).splitlines()[0] if str(chain[-1]) else type(chain[-1]).__name__
+    state = "locked by another process" if "locked" in text or "busy" in text else "damaged"
+    return StoreError(f"the run store at {db} is {state} ({text[:200]})")
+
+
+def _guarded(fn, db: Path):
+    """``fn`` with database failures raised as :class:`StoreError`."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            error = _store_error(db, exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    return call
+
+
+class _GuardedClient:
+    """An MLflow client whose database failures surface as :class:`StoreError`."""
+
+    def __init__(self, client, db: Path):
+        self._client, self._db = client, db
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        return _guarded(attr, self._db) if callable(attr) else attr
+
+
+@dataclass
+class RunSpec:
+    """Everything a worker needs to execute a run."""
+
+    train: TrainConfig
+    data: DataConfig
+    generator: str | None = None  # generator source (None: the shipped model)
+    device: str = "auto"
+
+    def to_json(self) -> str:
+        return json.dumps({"train": asdict(self.train), "data": asdict(self.data), "generator": self.generator,
+                           "device": self.device}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        from genreg_core.config import config_from_dict
+
+        raw = json.loads(text)
+        return cls(config_from_dict(TrainConfig, raw["train"]), config_from_dict(DataConfig, raw["data"]),
+                   raw.get("generator"), raw.get("device", "auto"))
+
+
+@dataclass
+class RunSummary:
+    """One row of the run table."""
+
+    run_id: str
+    name: str
+    status: str  # queued | running | finished | stopped | failed
+    method: str
+    per_class: str
+    seed: int
+    epochs: int
+    epoch: int  # epochs completed so far
+    best_val_loss: float | None
+    test_accuracy: float | None
+    start_time: float  # seconds since the epoch
+    end_time: float | None
+    error: str | None
+    generator_regime: str = "pool"  # pool | own
+    generator_progress: str | None = None  # own regime: "step/total" while its generator trains, then trained|cached
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RunStore:
+    """Thin wrapper over an MLflow client bound to one GENREG_HOME."""
+
+    def __init__(self, home: str | Path | None = None):
+        self.home = Path(home) if home is not None else genreg_home()
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cannot use {self.home} as the genreg home folder: {exc.strerror or exc}") from exc
+        self.db_path = (self.home / "mlflow.db").resolve()
+        self.tracking_uri = f"sqlite:///{self.db_path}"
+        self._client = None
+        self._experiment_id: str | None = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._check_database()
+            self._client = _GuardedClient(_guarded(MlflowClient, self.db_path)(tracking_uri=self.tracking_uri),
+                                          self.db_path)
+        return self._client
+
+    def _check_database(self) -> None:
+        """Refuse a ``mlflow.db`` that is not an SQLite file, so MLflow never writes over it."""
+        db = self.db_path
+        if not db.exists() and not db.is_symlink():
+            return
+        if not db.is_file():
+            raise StoreError(f"the run store at {db} is damaged (it is not a file); move it away to start a new store")
+        try:
+            with db.open("rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreError(f"the run store at {db} is damaged ({exc.strerror or exc})") from exc
+        if header and header != SQLITE_HEADER:
+            raise StoreError(f"the run store at {db} is damaged (not an SQLite database); genreg leaves it "
+                             "untouched: move it away to start a new store")
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            exp = self.client.get_experiment_by_name(EXPERIMENT)
+            if exp is None:
+                try:
+                    self._experiment_id = self.client.create_experiment(
+                        EXPERIMENT, artifact_location=(self.home / "artifacts").resolve().as_uri())
+                except Exception:  # another process created it first
+                    self._experiment_id = self.client.get_experiment_by_name(EXPERIMENT).experiment_id
+            else:
+                self._experiment_id = exp.experiment_id
+        return self._experiment_id
+
+    def check_run_id(self, run_id: str) -> str:
+        """``run_id`` if it has the form of a run id (so it cannot name a path), else ``ValueError``."""
+        if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+            raise ValueError(f"no run {run_id!r} in the run store at {self.db_path} (run ids are 32 hex digits)")
+        return run_id
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / "runs" / self.check_run_id(run_id)
+
+    def create_run(self, spec: RunSpec, status: str = "SCHEDULED") -> str:
+        """Record a new run with its params and config; returns the run id."""
+        from genreg_core.training.loop import check_train_config
+
+        check_train_config(spec.train)
+        train = spec.train
+        name = f"{train.method}-{train.per_class or 'all'}pc-s{train.seed}" + ("-own" if train.generator_regime == "own"
+                                                                              else "")
+        tags = {"genreg.method": train.method, "genreg.init": train.init,
+                "genreg.per_class": str(train.per_class or "all"), "genreg.seed": str(train.seed),
+                "genreg.dataset": spec.data.name, "genreg.generator_regime": train.generator_regime}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run_id = run.info.run_id
+        try:
+            self._record_spec(run_id, spec)
+        except Exception as exc:
+            self.mark_failed(run_id, f"the run could not be recorded: {type(exc).__name__}: {exc}")
+            if isinstance(exc, ValueError):
+                raise
+            raise ValueError(f"run {run_id} could not be recorded: {exc}") from exc
+        self.client.update_run(run_id, status=status)
+        return run_id
+
+    def _record_spec(self, run_id: str, spec: RunSpec) -> None:
+        from mlflow.entities import Param
+
+        params = {**{f"train.{k}": v for k, v in asdict(spec.train).items()},
+                  **{f"data.{k}": v for k, v in asdict(spec.data).items()},
+                  "generator": spec.generator or "shipped", "device": spec.device}
+        self.client.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+        folder = self.run_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "run_config.json").write_text(spec.to_json())
+        self.client.log_artifact(run_id, str(folder / "run_config.json"))
+
+    def mark_failed(self, run_id: str, error: str) -> None:
+        """Record ``error`` and end the run as FAILED (text that cannot be stored is escaped)."""
+        self.client.set_tag(run_id, "genreg.error", error.encode("utf-8", "backslashreplace").decode()[:4900])
+        self.client.set_terminated(run_id, "FAILED")
+
+    def load_spec(self, run_id: str) -> RunSpec:
+        path = self.run_dir(run_id) / "run_config.json"
+        if not path.exists():
+            raise ValueError(f"run {run_id} has no config at {path}")
+        return RunSpec.from_json(path.read_text())
+
+    def request_stop(self, run_id: str) -> None:
+        """Ask the run's worker to stop; honoured within one training step (or before a queued run starts)."""
+        self.get_run(run_id)
+        folder = self.run_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "STOP").touch()
+
+    def stop_requested(self, run_id: str) -> bool:
+        return (self.run_dir(run_id) / "STOP").exists()
+
+    def delete_run(self, run_id: str) -> None:
+        """Stop the run if it is live and remove it from the store (MLflow soft delete)."""
+        self.request_stop(run_id)
+        self.client.delete_run(run_id)
+
+    def get_run(self, run_id: str):
+        """The MLflow run ``run_id``; ``ValueError`` for a malformed, unknown or deleted id."""
+        from mlflow.exceptions import MlflowException
+
+        self.check_run_id(run_id)
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            run = None
+        if run is None or run.info.lifecycle_stage == "deleted":
+            raise ValueError(f"no run {run_id!r} in the run store at {self.db_path}")
+        return run
+
+    def list_runs(self, max_results: int = 500) -> list[RunSummary]:
+        """Active runs, newest first; live runs whose worker died are marked failed."""
+        runs = self.client.search_runs([self.experiment_id], max_results=max_results,
+                                       order_by=["attributes.start_time DESC"])
+        return [self._summary(run) for run in runs]
+
+    def summary(self, run_id: str) -> RunSummary:
+        return self._summary(self.get_run(run_id))
+
+    def _summary(self, run) -> RunSummary:
+        info, data = run.info, run.data
+        status, error = info.status, data.tags.get("genreg.error")
+        if status in ("RUNNING", "SCHEDULED") and not _worker_alive(data.tags.get("genreg.pid"),
+                                                                     data.tags.get("genreg.pid_start")):
+            status, error = self._mark_orphan(info.run_id, data.tags.get("genreg.pid"), status)
+        return RunSummary(
+            run_id=info.run_id, name=info.run_name or info.run_id[:8], status=STATUS_LABELS.get(status, status.lower()),
+            method=data.tags.get("genreg.method", "?"), per_class=data.tags.get("genreg.per_class", "?"),
+            seed=int(data.tags.get("genreg.seed", 0)), epochs=int(data.params.get("train.epochs", 0)),
+            epoch=int(data.metrics.get("epoch", 0)), best_val_loss=data.metrics.get("best_val_loss"),
+            test_accuracy=data.metrics.get("test_accuracy_at_best"), start_time=info.start_time / 1000,
+            end_time=info.end_time / 1000 if info.end_time else None, error=error,
+            generator_regime=data.params.get("train.generator_regime", "pool"),
+            generator_progress=data.tags.get("genreg.generator_progress"))
+
+    def record_worker(self, run_id: str, pid: int) -> None:
+        """Record the process working on ``run_id``, with its start time so a later process that reuses the pid
+        is not taken for it."""
+        from mlflow.entities import RunTag
+
+        start = _process_start(pid)
+        tags = [RunTag("genreg.pid", str(pid))] + ([RunTag("genreg.pid_start", start)] if start is not None else [])
+        self.client.log_batch(run_id, tags=tags)  # one store write
+
+    def _mark_orphan(self, run_id: str, pid: str | None, status: str) -> tuple[str, str | None]:
+        """A live-looking run without a live worker: stopped if it never started and was stopped, else failed."""
+        if pid is None:  # no worker has picked it up yet
+            if self.stop_requested(run_id):
+                self.client.set_terminated(run_id, "KILLED")
+                return "KILLED", None
+            return status, None
+        error = "the worker process ended without recording a result"
+        last = _last_line(self.run_dir(run_id) / "worker.log")
+        if last:
+            error += f"; its log ends with: {last}"
+        self.mark_failed(run_id, error)
+        return "FAILED", error
+
+    def history(self, run_id: str, keys: tuple[str, ...] = EPOCH_KEYS) -> dict[str, list[tuple[int, float]]]:
+        """Per-epoch (or per-step) metric series: ``{key: [(step, value), ...]}``."""
+        self.check_run_id(run_id)
+        out = {}
+        for key in keys:
+            series = self.client.get_metric_history(run_id, key)
+            out[key] = sorted((m.step, m.value) for m in series)
+        return out
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        return sorted(self.get_run(run_id).data.metrics)
+
+    def n_snapshots(self, run_id: str) -> int:
+        """How many epoch snapshots the run has written so far (cheap; a cache key for replays)."""
+        return len(list((self.run_dir(run_id) / "snapshots").glob("epoch_*.safetensors")))
+
+    def load_snapshots(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's per-epoch snapshots in epoch order (safetensors; never unpickled)."""
+        from safetensors.torch import load_file
+
+        self.get_run(run_id)
+        paths = sorted((self.run_dir(run_id) / "snapshots").glob("epoch_*.safetensors"))
+        try:
+            return [load_file(path) for path in paths]
+        except Exception as exc:
+            raise ValueError(f"cannot read the snapshots of run {run_id}: {exc}") from exc
+
+    def artifact_dir(self, run_id: str) -> Path:
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        uri = self.get_run(run_id).info.artifact_uri
+        return Path(url2pathname(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
+
+
+def _proc_stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after "(command name)" (the state first), or None without that file."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except (OSError, ValueError):
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """Process ``pid``'s start time in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
+    fields = _proc_stat_fields(pid)
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def _worker_alive(pid: str | None, start: str | None = None) -> bool:
+    """Whether worker ``pid`` exists, is not a zombie (a killed child its parent has not reaped yet) and, when its
+    recorded ``start`` time is known, is the same process (not a later one that reuses the pid)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, OverflowError):
+        return False
+    if not Path("/proc/self").exists():  # no /proc (macOS): os.kill is all we can ask
+        return True
+    fields = _proc_stat_fields(int(pid))
+    if not fields:  # it ended in between
+        return False
+    if start is not None and len(fields) > 19 and fields[19] != start:
+        return False
+    return fields[0] not in ("Z", "X")
+
+
+def _last_line(path: Path) -> str | None:
+    """The last non-empty line of a text file, or None."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1][:500] if lines else None
+
+
+def summarize_runs(runs: list[RunSummary]) -> list[dict[str, Any]]:
+    """Test accuracy mean ± std (and run count) per method, setting and generator regime, over finished runs."""
+    import numpy as np
+
+    groups: dict[tuple[str, str, str], list[RunSummary]] = {}
+    for run in runs:
+        if run.status == "finished" and run.test_accuracy is not None:
+            groups.setdefault((run.method, run.per_class, run.generator_regime), []).append(run)
+    rows = []
+    for (method, per_class, regime), members in sorted(groups.items()):
+        acc = np.array([r.test_accuracy for r in members])
+        rows.append({"method": method, "per_class": per_class, "generator_regime": regime, "runs": len(members),
+                     "test_accuracy_mean": float(acc.mean()), "test_accuracy_std": float(acc.std(ddof=0)),
+                     "seeds": sorted(r.seed for r in members)})
+    return rows

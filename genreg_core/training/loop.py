@@ -1,0 +1,284 @@
+"""One training loop for the small CNN classifier, with pluggable methods and callbacks.
+
+The protocol of ALGORITHMS.md (experimental protocol): ``per_class`` images per class drawn from the
+split's train set, the split's val set for model selection and its test set for the reported number —
+the test accuracy at the epoch of lowest validation loss. Every method (``genreg_core.training.methods``) trains
+the same ``ConvNet`` (the feature extractor's architecture) with the same optimizer and schedule: Adam
+with a cosine-decayed learning rate. ``config.init`` picks the backbone's starting weights: random
+("scratch") or the self-supervised backbone of the unlabelled training pool ("pretrained",
+``genreg_core.features.backbone``; the head is always fresh), so every method can be run as fine-tuning. The
+loop knows nothing about any UI: it reports through :class:`TrainCallbacks`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genreg_core.config import FeatureConfig, TrainConfig
+from genreg_core.data.datasets import ImageDataset, Split, per_class_subset
+from genreg_core.device import resolve_device
+from genreg_core.diffusion.model import Generator
+from genreg_core.features.augment import random_shift_rotate
+from genreg_core.features.backbone import get_backbone, load_into
+from genreg_core.features.extractor import ConvNet, build_convnet
+from genreg_core.lab import check_compatible, genreg_home
+from genreg_core.training.methods import Method, MethodSetup, make_method
+
+__all__ = ["TrainCallbacks", "TrainConfig", "TrainResult", "build_classifier", "evaluate", "split_meta_validation",
+           "train_classifier"]
+
+
+@dataclass
+class TrainCallbacks:
+    """Optional hooks; each is called from the training thread."""
+
+    on_step: Callable[[int, dict[str, float]], None] | None = None  # (global step from 1, step metrics)
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None  # (epoch from 1, epoch metrics)
+    on_snapshot: Callable[[int, dict[str, torch.Tensor]], None] | None = None  # (epoch, contiguous CPU tensors)
+    should_stop: Callable[[], bool] | None = None  # checked before every step; True ends the run as "stopped"
+
+
+@dataclass
+class TrainResult:
+    """What a run leaves behind."""
+
+    status: Literal["finished", "stopped"]  # "stopped" when should_stop ended it early
+    history: list[dict[str, float]]  # one metrics dict per completed epoch
+    best_epoch: int | None  # epoch (from 1) of the lowest validation loss; None if no epoch completed
+    best_val_loss: float | None  # that validation loss
+    test_accuracy: float | None  # test accuracy at best_epoch (the number to report)
+    state_dict: dict[str, torch.Tensor]  # final classifier weights, on CPU
+    config: TrainConfig  # the run's config
+    train_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # dataset rows CE trained on
+    meta_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # dataset rows of MGR's B_val
+    seconds: float = 0.0  # wall time of the run
+
+
+def split_meta_validation(labels: torch.Tensor | np.ndarray, indices: np.ndarray, fraction: float,
+                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``round(fraction · n_k)`` images of each class (at least 1, at most n_k − 1) as MGR's B_val.
+
+    Returns ``(train, meta)`` index arrays; raises ``ValueError`` when a class has fewer than 2 images.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"meta-validation fraction must lie in (0, 1), got {fraction}")
+    labels = np.asarray(labels)
+    indices = np.asarray(indices)
+    rng = np.random.default_rng([seed, 1])
+    train, meta = [], []
+    for cls in np.unique(labels[indices]):
+        members = rng.permutation(indices[labels[indices] == cls])
+        if len(members) < 2:
+            raise ValueError(f"MGR holds out at least one meta-validation image per class, but class {cls} "
+                             f"has only {len(members)} training image; use per_class ≥ 2")
+        n_meta = min(len(members) - 1, max(1, round(fraction * len(members))))
+        meta.append(members[:n_meta])
+        train.append(members[n_meta:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(meta))
+
+
+def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` in eval mode on ``images`` (N, C, H, W)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, labels.shape[0], batch_size):
+            x = images[start:start + batch_size].to(device)
+            y = labels[start:start + batch_size].to(device)
+            logits = model(x)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    n = max(1, labels.shape[0])
+    return loss / n, correct / n
+
+
+def check_train_config(config: TrainConfig) -> None:
+    """``ValueError`` for a run config that cannot train (checked before a run is recorded or started)."""
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be at least 1, got {config.epochs} and {config.batch_size}")
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        raise ValueError(f"learning rate must be a positive number, got {config.lr}")
+    if not 0 <= config.seed < 2**32:
+        raise ValueError(f"seed must lie in [0, 2**32 - 1], got {config.seed}")
+    if config.per_class is not None and config.per_class < 1:
+        raise ValueError(f"per_class must be at least 1 (or None for all), got {config.per_class}")
+    for name in ("weight_decay", "gda_ratio", "randreg_weight", "adarand_prior_lr", "mgr_weight", "mgr_finder_lr"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
+    if config.init not in ("scratch", "pretrained"):
+        raise ValueError(f"unknown init {config.init!r} (known: scratch, pretrained)")
+
+
+def build_classifier(dataset: ImageDataset, split: Split, config: TrainConfig,
+                     device: torch.device) -> ConvNet:
+    """The ConvNet a run starts from: seeded random weights, with the pretrained backbone for ``init="pretrained"``.
+
+    The head is initialised from ``config.seed`` either way. The pretrained backbone saw the split's
+    training pool without labels (the shipped digits one, or one pretrained once and cached).
+    """
+    backbone = None
+    if config.init == "pretrained":  # fetched first: pretraining on a cache miss reseeds torch
+        backbone = get_backbone(dataset, split, config.width, config.feature_dim,
+                                genreg_home() / "cache" / "backbones", device=device)
+    torch.manual_seed(config.seed)
+    model = build_convnet(FeatureConfig(width=config.width, feature_dim=config.feature_dim), dataset.channels,
+                          dataset.n_classes)
+    if backbone is not None:
+        load_into(model, backbone)
+    return model.to(device).train()
+
+
+def _cosine_lr(step: int, total: int, peak: float) -> float:
+    """``peak · ½(1 + cos(π step / total))``, positive for every step < total."""
+    return peak * 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+def _head_grad_norm(model: ConvNet) -> float:
+    return math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.head.parameters() if p.grad is not None))
+
+
+def _mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Per-key mean over the steps that reported the key."""
+    sums: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            sums.setdefault(key, []).append(value)
+    return {key: float(np.mean(values)) for key, values in sums.items()}
+
+
+@dataclass
+class _Run:
+    """The state the epoch loop threads through: model, optimizer, method and data on the device."""
+
+    model: ConvNet
+    optimizer: torch.optim.Optimizer
+    method: Method
+    images: torch.Tensor  # (N, C, H, W) the real images CE trains on
+    labels: torch.Tensor  # (N,)
+    rng: torch.Generator
+    config: TrainConfig
+    callbacks: TrainCallbacks
+    total_steps: int
+    step: int = 0
+
+
+def _train_step(run: _Run, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """One classifier step of the method; raises ``FloatingPointError`` on a non-finite loss."""
+    lr = _cosine_lr(run.step, run.total_steps, run.config.lr)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    loss, metrics = run.method.step_loss(run.model, x, y, lr)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"non-finite loss {value} at step {run.step + 1} of method {run.method.name!r}")
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    head_grad_norm = _head_grad_norm(run.model)
+    run.optimizer.step()
+    metrics.update(run.method.after_step())
+    run.step += 1
+    return {"train_loss": value, **metrics, "head_grad_norm": head_grad_norm, "lr": lr}
+
+
+def _train_epoch(run: _Run, epoch: int) -> list[dict[str, float]] | None:
+    """One pass over the shuffled training set; ``None`` when should_stop asked to stop."""
+    rows = []
+    order = torch.randperm(run.labels.shape[0], generator=run.rng).to(run.labels.device)
+    for start in range(0, order.shape[0], run.config.batch_size):
+        if run.callbacks.should_stop is not None and run.callbacks.should_stop():
+            return None
+        batch = order[start:start + run.config.batch_size]
+        x, y = run.images[batch], run.labels[batch]
+        if run.config.augment:
+            x = random_shift_rotate(x, rng=run.rng)
+        row = {**_train_step(run, x, y), "epoch": float(epoch)}
+        rows.append(row)
+        if run.callbacks.on_step is not None:
+            run.callbacks.on_step(run.step, row)
+    return rows
+
+
+def _prepare_data(dataset: ImageDataset, split: Split, config: TrainConfig,
+                  method: Method) -> tuple[np.ndarray, np.ndarray]:
+    """The per-class training subset and, for MGR, the meta-validation rows held out of it."""
+    if len(split.val) == 0 or len(split.test) == 0:
+        raise ValueError("the split needs non-empty val and test sets")
+    train = per_class_subset(dataset.labels, split.train, config.per_class, config.seed)
+    if not method.needs_meta_validation:
+        return train, np.zeros(0, np.int64)
+    return split_meta_validation(dataset.labels, train, config.mgr_val_fraction, config.seed)
+
+
+def _start(dataset: ImageDataset, split: Split, config: TrainConfig, generator: Generator | None,
+           device: torch.device, callbacks: TrainCallbacks) -> tuple[_Run, np.ndarray, np.ndarray]:
+    method = make_method(config.method, config)
+    if method.needs_generator:
+        if generator is None:
+            raise ValueError(f"method {config.method!r} needs a generator")
+        check_compatible(generator, dataset)
+    train_idx, meta_idx = _prepare_data(dataset, split, config, method)
+    model = build_classifier(dataset, split, config, device)
+    rng = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    images, labels = dataset.images[train_idx].to(device), dataset.labels[train_idx].to(device)
+    meta = (dataset.images[meta_idx].to(device), dataset.labels[meta_idx].to(device)) if len(meta_idx) else (None, None)
+    total_steps = config.epochs * math.ceil(len(train_idx) / config.batch_size)
+    method.start(MethodSetup(model, images, labels, dataset.n_classes, device, rng, generator, *meta, total_steps,
+                             optimizer))
+    return _Run(model, optimizer, method, images, labels, rng, config, callbacks, total_steps), train_idx, meta_idx
+
+
+def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, generator: Generator | None = None,
+                     device: torch.device | str = "cpu", callbacks: TrainCallbacks | None = None) -> TrainResult:
+    """Train a ConvNet (``config.init``) with ``config.method`` and report the test accuracy at the best val-loss epoch.
+
+    Each epoch's metrics hold ``train_loss`` (mean over its steps) and the means of the method's step
+    diagnostics, ``val_loss``, ``val_accuracy``, ``test_loss``, ``test_accuracy``, ``lr``, ``seconds``.
+    Raises ``ValueError`` for an unknown method, a missing or incompatible generator, or a bad config, and
+    ``FloatingPointError`` when a loss is not finite.
+    """
+    started = time.perf_counter()
+    callbacks = callbacks or TrainCallbacks()
+    check_train_config(config)
+    device = resolve_device(device) if isinstance(device, str) else device
+    run, train_idx, meta_idx = _start(dataset, split, config, generator, device, callbacks)
+    val_x, val_y = dataset.images[split.val], dataset.labels[split.val]
+    test_x, test_y = dataset.images[split.test], dataset.labels[split.test]
+    history: list[dict[str, float]] = []
+    status: Literal["finished", "stopped"] = "finished"
+    best = -1
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        rows = _train_epoch(run, epoch)
+        if rows is None:
+            status = "stopped"
+            break
+        val_loss, val_accuracy = evaluate(run.model, val_x, val_y)
+        test_loss, test_accuracy = evaluate(run.model, test_x, test_y)
+        row = {**_mean_metrics(rows), "epoch": float(epoch), "val_loss": val_loss, "val_accuracy": val_accuracy,
+               "test_loss": test_loss, "test_accuracy": test_accuracy, "seconds": time.perf_counter() - epoch_start}
+        history.append(row)
+        if best < 0 or val_loss < history[best]["val_loss"]:
+            best = len(history) - 1
+        if callbacks.on_epoch is not None:
+            callbacks.on_epoch(epoch, row)
+        snapshot = run.method.epoch_snapshot()
+        if callbacks.on_snapshot is not None:
+            callbacks.on_snapshot(epoch, snapshot)
+    state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+    found = best >= 0
+    return TrainResult(status, history, best + 1 if found else None, history[best]["val_loss"] if found else None,
+                       history[best]["test_accuracy"] if found else None, state, config, train_idx, meta_idx,
+                       time.perf_counter() - started)

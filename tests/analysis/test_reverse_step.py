@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from genreg_core.analysis.reverse_step import SweepConfig, drift_projection, run_sweep
+from genreg_core.config import FeatureConfig, SamplerConfig
+
+
+@pytest.fixture(scope="module")
+def lab():
+    from genreg_core.lab import open_lab
+
+    return open_lab()
+
+
+@pytest.fixture(scope="module")
+def sweep(lab):
+    config = SweepConfig(t_values=(0, 100, 500, 1000), per_class=8, seed=0, k=3, sampler=SamplerConfig(n_steps=8))
+    return run_sweep(lab, config)
+
+
+def test_t0_is_identity_and_real_vs_real(sweep):
+    row = sweep.rows[0]
+    assert row["t"] == 0 and row["mse"] == 0 and row["feature_distance"] < 1e-5
+    assert row["precision"] == row["recall"] == row["coverage"] == 1.0
+    assert row["frechet_distance"] < 1e-3 and row["label_agreement"] == 1.0
+
+
+def test_distance_grows_with_t_and_coverage_drops(sweep):
+    mse = [row["mse"] for row in sweep.rows]
+    feat = [row["feature_distance"] for row in sweep.rows]
+    assert mse == sorted(mse) and feat == sorted(feat)
+    assert sweep.rows[-1]["coverage"] < sweep.rows[1]["coverage"]
+
+
+def test_shapes_cache_and_contract(lab, sweep):
+    n = len(sweep.indices)
+    assert n == 80 and sweep.reconstructions.shape == (4, n, 1, 16, 16)
+    assert sweep.features.shape == (4, n, lab.extractor.feature_dim)
+    keys = {"t", "mse", "feature_distance", "precision", "recall", "density", "coverage", "frechet_distance",
+            "centroid_distance", "label_agreement", "embedding", "reference"}
+    assert all(set(row) == keys for row in sweep.rows)
+    assert all(row["embedding"] == "classifier" and row["reference"] == "same" for row in sweep.rows)  # defaults
+    again = run_sweep(lab, SweepConfig(t_values=(0, 100, 500, 1000), per_class=8, seed=0, k=3,
+                                       sampler=SamplerConfig(n_steps=8)))
+    assert again is sweep
+    orig_xy, rec_xy = drift_projection(sweep)
+    assert orig_xy.shape == (n, 2) and rec_xy.shape == (4, n, 2)
+    np.testing.assert_allclose(rec_xy[0], orig_xy, atol=1e-4)
+
+
+def test_train_accuracy_and_bad_t(lab):
+    config = SweepConfig(t_values=(0, 1000), per_class=3, k=2, sampler=SamplerConfig(n_steps=2),
+                         train_accuracy=True, classifier=FeatureConfig(width=8, feature_dim=16, epochs=2))
+    rows = run_sweep(lab, config).rows
+    assert all(0 <= row["train_accuracy_on_reconstructions"] <= 1 for row in rows)
+    with pytest.raises(ValueError, match="outside"):
+        run_sweep(lab, SweepConfig(t_values=(0, 5000)))

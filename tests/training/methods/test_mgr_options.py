@@ -1,0 +1,183 @@
+"""MGR checked against independent computations: PCR by hand, the meta-gradient by finite differences, the DDIM
+chain against diffusers' DDIMScheduler, the Adam lookahead against torch.optim.Adam; synthetic data never
+reaches the CE loss or the head."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genreg_core.config import FeatureConfig, GeneratorTrainConfig, get_preset
+from genreg_core.diffusion.model import Generator, build_scheduler, build_unet
+from genreg_core.features.augment import random_shift_rotate
+from genreg_core.features.extractor import build_convnet
+from genreg_core.training.methods import MethodSetup
+from genreg_core.training.methods.ce import CrossEntropy
+from genreg_core.training.methods.mgr import MGR, ddim_chain, pcr_per_sample
+from genreg_core.training.methods.mgr_options import ConditionalFinder, adam_lookahead
+
+N_CLASSES = 10
+
+
+def _tiny_model(dtype=torch.float32):
+    torch.manual_seed(0)
+    return build_convnet(FeatureConfig(width=8, feature_dim=32), 1, N_CLASSES).to(dtype).train()
+
+
+def _setup(digits, generator, model, optimizer=None, dtype=torch.float32) -> MethodSetup:
+    train = torch.cat([torch.nonzero(digits.labels == c).flatten()[:3] for c in range(N_CLASSES)])
+    meta = torch.cat([torch.nonzero(digits.labels == c).flatten()[3:5] for c in range(N_CLASSES)])
+    return MethodSetup(model, digits.images[train].to(dtype), digits.labels[train], N_CLASSES, torch.device("cpu"),
+                       torch.Generator().manual_seed(0), generator, digits.images[meta].to(dtype),
+                       digits.labels[meta], optimizer=optimizer)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_pcr_is_the_squared_feature_distance_of_two_views(reduction):
+    torch.manual_seed(1)
+    weight = torch.randn(64, 5)  # a linear "feature extractor" g(x) = flatten(x) W, d = 5
+    x_p = torch.rand(3, 1, 8, 8) * 2 - 1
+
+    def forward(x):
+        return x.flatten(1) @ weight, None
+
+    pcr = pcr_per_sample(forward, x_p, torch.Generator().manual_seed(7), reduction)
+    rng = torch.Generator().manual_seed(7)
+    v1, v2 = random_shift_rotate(x_p, rng=rng), random_shift_rotate(x_p, rng=rng)
+    for i in range(3):
+        f1, f2 = (v1[i].flatten() @ weight).tolist(), (v2[i].flatten() @ weight).tolist()
+        by_hand = sum((a - b) ** 2 for a, b in zip(f1, f2))
+        assert pcr[i].item() == pytest.approx(by_hand if reduction == "sum" else by_hand / 5, rel=1e-4)
+
+
+def test_synthetic_images_never_reach_the_ce_loss_or_the_head(digits, tiny_generator):
+    model = _tiny_model()
+    setup = _setup(digits, tiny_generator, model)
+    method = MGR(CrossEntropy(), weight=5.0, sampler_steps=2, synthetic_batch=4)
+    method.start(setup)
+    x, y = setup.images[:8], setup.labels[:8]
+    loss, metrics = method.step_loss(model, x, y, lr=1e-2)
+    assert metrics["pcr_loss"] > 0
+    head_grads = torch.autograd.grad(loss, list(model.head.parameters()))
+    ce_alone = F.cross_entropy(model(x), y)  # the CE of the real batch, computed independently
+    assert metrics["ce_loss"] == pytest.approx(ce_alone.item(), rel=1e-6)
+    for g, g_ce in zip(head_grads, torch.autograd.grad(ce_alone, list(model.head.parameters()))):
+        torch.testing.assert_close(g, g_ce)  # the head learns from the real batch only
+    pcr = pcr_per_sample(lambda v: (model.features(v), None), torch.rand(4, 1, 16, 16) * 2 - 1,
+                         torch.Generator().manual_seed(0)).mean()
+    assert all(g is None for g in torch.autograd.grad(pcr, list(model.head.parameters()), allow_unused=True))
+
+
+@pytest.mark.parametrize("lookahead_kind", ["sgd", "adam"])
+def test_finder_meta_gradient_matches_a_finite_difference(digits, lookahead_kind):
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        unet = build_unet(get_preset("tiny").unet).eval().requires_grad_(False)
+        generator = Generator(unet, build_scheduler(GeneratorTrainConfig()), [str(i) for i in range(10)], 10)
+        model = _tiny_model(torch.float64)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=5e-4)
+        setup = _setup(digits, generator, model, optimizer, torch.float64)
+        F.cross_entropy(model(setup.images), setup.labels).backward()
+        optimizer.step()  # non-zero Adam moments for the Adam lookahead
+        method = MGR(CrossEntropy(), weight=20.0, finder_lr=0.0, sampler_steps=2, synthetic_batch=4,
+                     lookahead=lookahead_kind, compare_random=False, finder_conditional=True)
+        method.start(setup)
+        params = list(method.finder_.parameters())
+        with torch.no_grad():  # move off the identity so every finder weight has a gradient
+            for p in params:
+                p.add_(0.1 * torch.randn_like(p))
+        x, y, rng = setup.images[:8], setup.labels[:8], setup.rng
+        state = rng.get_state()
+        method.meta_step(model, x, y, lr=0.5)
+        direction = [torch.randn_like(p) for p in params]
+        analytic = sum((p.grad * d).sum() for p, d in zip(params, direction)).item()
+
+        def val_after(h: float) -> float:
+            with torch.no_grad():
+                for p, d in zip(params, direction):
+                    p.add_(h * d)
+            rng.set_state(state)
+            value = method.meta_step(model, x, y, lr=0.5)["mgr_val_loss_after"]
+            with torch.no_grad():
+                for p, d in zip(params, direction):
+                    p.sub_(h * d)
+            return value
+
+        h = 1e-8  # the DDIM chain clamps x̂₀ at ±1: the loss is smooth only between kinks, so h stays tiny
+        numeric = (val_after(h) - val_after(-h)) / (2 * h)
+        assert abs(analytic) > 1e-8
+        assert numeric == pytest.approx(analytic, rel=1e-4, abs=1e-9)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def test_ddim_chain_matches_diffusers_ddim_scheduler(tiny_generator):
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                              clip_sample=True, set_alpha_to_one=True, timestep_spacing="trailing",
+                              prediction_type="epsilon")
+    scheduler.set_timesteps(5)
+    torch.manual_seed(3)
+    x_T = torch.randn(4, 1, 16, 16)
+    labels = torch.tensor([0, 3, 5, 9])
+    x = x_T
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            eps = tiny_generator.unet(x, t, class_labels=labels).sample
+            # our chain re-derives ε from the clipped x̂₀, which diffusers does with use_clipped_model_output
+            x = scheduler.step(eps, t, x, eta=0.0, use_clipped_model_output=True).prev_sample
+        ours = ddim_chain(tiny_generator, x_T, labels, 5)
+    torch.testing.assert_close(ours, x, atol=1e-5, rtol=1e-4)
+
+
+def test_adam_lookahead_is_the_step_torch_adam_takes():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05, weight_decay=1e-2)
+    x, y = torch.randn(10, 6), torch.randint(0, 3, (10,))
+    for _ in range(3):  # build up moments
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    params = dict(model.named_parameters())
+    predicted = {k: v.detach().clone() for k, v in adam_lookahead(params, F.cross_entropy(model(x), y), 0.05,
+                                                                   optimizer).items()}
+    optimizer.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(predicted[name], p.detach())
+
+
+def test_conditional_finder_starts_as_identity_and_depends_on_the_class():
+    finder = ConditionalFinder(1, N_CLASSES)
+    u = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(finder(u, torch.tensor([0, 1])), u)
+    torch.nn.init.normal_(finder.residual[-1].weight)
+    same_u = u[:1].expand(2, -1, -1, -1)
+    out = finder(same_u, torch.tensor([0, 1]))
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_mgr_records_the_comparison_with_random_latents(digits, tiny_generator):
+    model = _tiny_model()
+    method = MGR(CrossEntropy(), sampler_steps=2, synthetic_batch=4, meta_steps=2)
+    method.start(_setup(digits, tiny_generator, model))
+    metrics = method.meta_step(model, method.setup_.images[:8], method.setup_.labels[:8], lr=1e-2)
+    # the finder starts as the identity: the selected samples are the random ones, so the two lookaheads agree
+    assert metrics["mgr_val_loss_after_random"] == pytest.approx(metrics["mgr_val_loss_after"], rel=1e-5)
+    assert metrics["mgr_beats_random"] == 0.0
+    method.step_loss(model, method.setup_.images[:8], method.setup_.labels[:8], lr=1e-2)
+    snapshot = method.epoch_snapshot()
+    assert snapshot["val_loss_after_random"].shape == (3,) == snapshot["finder_shift"].shape  # 1 + 2 meta steps
+
+
+def test_mgr_rejects_unknown_options():
+    with pytest.raises(ValueError, match="PCR reduction"):
+        MGR(CrossEntropy(), pcr_reduction="max")
+    with pytest.raises(ValueError, match="lookahead"):
+        MGR(CrossEntropy(), lookahead="rmsprop")
