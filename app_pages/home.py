@@ -5,8 +5,8 @@ import streamlit as st
 
 from genreg_app.feature_space import prefetch_first_view
 from genreg_app.state import current_lab, lab_key
+from genreg_core.analysis.claims import load_claims
 from genreg_core.config import SamplerConfig
-from genreg_core.evaluation.claims import load_claims
 from genreg_core.imaging import make_grid
 
 PER_CLASS = 6
@@ -66,7 +66,7 @@ else:
     for c in claims:  # the numbers are too long for a table cell: one list per claim, setting by setting
         with st.expander(f"{c.claim} — **{c.verdict}**: the numbers"):
             st.markdown("\n".join(f"- {part.strip()}" for part in c.numbers.split("; ")))
-    st.caption(f"From `genreg_core/evaluation/claims.json` ({meta.get('setting', '')}). Verdicts: two means differ "
+    st.caption(f"From `genreg_core/analysis/claims.json` ({meta.get('setting', '')}). Verdicts: two means differ "
                "only when their gap exceeds two standard errors and half a point; `python -m experiments.reproduce` "
                "reruns the grid.")
 

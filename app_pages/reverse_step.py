@@ -13,7 +13,6 @@ from genreg_app.progress import cached_with_progress
 from genreg_app.render import full_table, grid_with_download, json_download
 from genreg_app.state import current_lab, lab_key
 from genreg_core.analysis.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
-from genreg_core.analysis.feature_space import real_subset
 from genreg_core.analysis.reverse_step import SweepConfig, drift_projection, run_sweep
 from genreg_core.config import SamplerConfig
 from genreg_core.data.datasets import load_uploaded_images
@@ -21,6 +20,7 @@ from genreg_core.diffusion.perturbation import KINDS, NORMS, perturbation_view
 from genreg_core.diffusion.sampling import reconstruct_many, reconstruct_view
 from genreg_core.features.extractor import predict_labels
 from genreg_core.imaging import make_grid
+from genreg_core.lab import real_subset
 from genreg_core.plots import drift_scatter, sweep_curves
 
 SWEEP_KEYS = ("mse", "feature_distance", "precision", "recall", "density", "coverage", "frechet_distance",

@@ -8,23 +8,12 @@ import streamlit as st
 
 from genreg_app.runs import guarded, run_label, run_store, store_errors
 from genreg_app.state import current_lab
-from genreg_core.config import TrainConfig
+from genreg_core.config import AdaRandOptions, RandRegOptions, TrainConfig
 from genreg_core.diffusion.perturbation import KINDS, NORMS
 from genreg_core.plots import run_curves
 from genreg_core.runs.store import EPOCH_KEYS, RunSpec, summarize_runs
 from genreg_core.runs.worker import DEFAULT_MAX_CONCURRENT, launch_run
 from genreg_core.training.methods import METHODS
-
-METHOD_NOTES = {
-    "ce": "cross-entropy on the real images only (baseline)",
-    "gda": "naive generative augmentation: synthetic pairs inside the CE loss",
-    "randreg": "RandReg (Zhong & Maki 2020): features pulled toward N(0, I) draws",
-    "adarand": "AdaRand (Yamaguchi et al., CVPR 2024): adaptive class-conditional reference vectors",
-    "mgr": "MGR (Yamaguchi et al., NeurIPS 2023): meta-selected synthetic samples in a feature regularizer",
-    "mgr+adarand": "MGR and AdaRand together",
-    "semantic": "semantic perturbations (Yüksel et al., ICCV 2021): CE on decodings of perturbed DDIM-inverted latents",
-    "gssl": "GSSL (ACML 2023): cosine consistency on synthetic samples whose latents are meta-optimized directly",
-}
 
 st.title("Live training runs")
 st.markdown(
@@ -43,7 +32,7 @@ defaults = TrainConfig()
 with st.form("tr.form"):
     c1, c2, c3, c4, c5, c6 = st.columns([3, 1, 1, 1.2, 1.4, 1.4], vertical_alignment="bottom")
     methods = c1.multiselect("Methods", list(METHODS), default=["ce", "adarand"], key="tr.methods",
-                             help="\n".join(f"- **{m}**: {n}" for m, n in METHOD_NOTES.items()))
+                             help="\n".join(f"- **{m}**: {cls.note}" for m, cls in METHODS.items()))
     setting = c2.selectbox("Images per class", [5, 10, 25, "all"], index=1, key="tr.per_class")
     seeds_text = c3.text_input("Seeds (comma separated)", "0", key="tr.seeds")
     epochs = c4.slider("Epochs", 1, 100, defaults.epochs, key="tr.epochs")
@@ -64,30 +53,30 @@ with st.form("tr.form"):
         h1, h2, h3, h4 = st.columns(4)
         lr = h1.number_input("Learning rate", 1e-5, 1.0, defaults.lr, format="%.4f", key="tr.lr")
         batch = h1.number_input("Batch size", 4, 512, defaults.batch_size, key="tr.batch")
-        gda_ratio = h2.number_input("GDA ratio ρ", 0.0, 8.0, defaults.gda_ratio, key="tr.gda_ratio")
-        reg_weight = h2.number_input("RandReg / AdaRand λ", 0.0, 100.0, defaults.randreg_weight, key="tr.reg")
-        alpha = h3.number_input("AdaRand α", 0.0, 1.0, defaults.adarand_alpha, key="tr.alpha")
-        prior_lr = h3.number_input("AdaRand prior lr", 1e-5, 1.0, defaults.adarand_prior_lr, format="%.4f",
+        gda_ratio = h2.number_input("GDA ratio ρ", 0.0, 8.0, defaults.gda.ratio, key="tr.gda.ratio")
+        reg_weight = h2.number_input("RandReg / AdaRand λ", 0.0, 100.0, defaults.randreg.weight, key="tr.reg")
+        alpha = h3.number_input("AdaRand α", 0.0, 1.0, defaults.adarand.alpha, key="tr.alpha")
+        prior_lr = h3.number_input("AdaRand prior lr", 1e-5, 1.0, defaults.adarand.prior_lr, format="%.4f",
                                    key="tr.prior_lr")
-        mgr_weight = h4.number_input("MGR λ", 0.0, 100.0, defaults.mgr_weight, key="tr.mgr_weight")
-        mgr_steps = h4.number_input("MGR DDIM steps", 1, 50, defaults.mgr_sampler_steps, key="tr.mgr_steps")
-        mgr_period = h4.number_input("MGR meta period", 1, 100, defaults.mgr_meta_period, key="tr.mgr_period")
+        mgr_weight = h4.number_input("MGR λ", 0.0, 100.0, defaults.mgr.weight, key="tr.mgr.weight")
+        mgr_steps = h4.number_input("MGR DDIM steps", 1, 50, defaults.mgr.sampler_steps, key="tr.mgr_steps")
+        mgr_period = h4.number_input("MGR meta period", 1, 100, defaults.mgr.meta_period, key="tr.mgr_period")
         mgr_teaching = h4.checkbox("MGR teaching setting", key="tr.mgr_teaching",
                                    help="3 finder updates per step at finder lr 3e-2 (30×): the selected latents "
                                         "move visibly away from the random ones; about 3× slower.")
         s1, s2, s3, s4 = st.columns(4)
         sem_kind = s1.selectbox("Semantic perturbation", list(KINDS), key="tr.sem_kind")
-        sem_norm = s1.selectbox("Semantic ball", list(NORMS), index=list(NORMS).index(defaults.semantic_norm),
+        sem_norm = s1.selectbox("Semantic ball", list(NORMS), index=list(NORMS).index(defaults.semantic.norm),
                                 key="tr.sem_norm")
         sem_eps = s2.number_input("Semantic ε (0 = the paper's default for the kind)", 0.0, 10.0, 0.0, format="%.3f",
                                   key="tr.sem_eps")
-        sem_ratio = s2.number_input("Semantic mix ratio ρ (perturbed share)", 0.0, 1.0, defaults.semantic_ratio,
+        sem_ratio = s2.number_input("Semantic mix ratio ρ (perturbed share)", 0.0, 1.0, defaults.semantic.ratio,
                                     key="tr.sem_ratio")
-        sem_tau = s3.number_input("Semantic inversion depth τ", 1, 1000, defaults.semantic_tau, key="tr.sem_tau")
-        gssl_weight = s3.number_input("GSSL λ", 0.0, 100.0, defaults.gssl_weight, key="tr.gssl_weight")
-        gssl_sim = s4.number_input("GSSL similarity-to-real γ", 0.0, 100.0, defaults.gssl_sim_weight,
+        sem_tau = s3.number_input("Semantic inversion depth τ", 1, 1000, defaults.semantic.tau, key="tr.sem_tau")
+        gssl_weight = s3.number_input("GSSL λ", 0.0, 100.0, defaults.gssl.weight, key="tr.gssl.weight")
+        gssl_sim = s4.number_input("GSSL similarity-to-real γ", 0.0, 100.0, defaults.gssl.sim_weight,
                                    key="tr.gssl_sim")
-        gssl_lr = s4.number_input("GSSL latent step β", 1e-4, 1.0, defaults.gssl_latent_lr, format="%.4f",
+        gssl_lr = s4.number_input("GSSL latent step β", 1e-4, 1.0, defaults.gssl.latent_lr, format="%.4f",
                                   key="tr.gssl_lr")
     max_concurrent = st.number_input("Runs at once (the rest queue)", 1, 8, DEFAULT_MAX_CONCURRENT, key="tr.max")
     launch = st.form_submit_button("Launch", type="primary")
@@ -100,15 +89,18 @@ if launch:
     if not methods or not seeds:
         st.error("Pick at least one method and give integer seeds, e.g. 0, 1, 2.")
     else:
-        base = TrainConfig(per_class=None if setting == "all" else int(setting), epochs=int(epochs), lr=float(lr),
-                           batch_size=int(batch), gda_ratio=float(gda_ratio), randreg_weight=float(reg_weight),
-                           adarand_alpha=float(alpha), adarand_prior_lr=float(prior_lr),
-                           mgr_weight=float(mgr_weight), mgr_sampler_steps=int(mgr_steps),
-                           mgr_meta_period=int(mgr_period), semantic_perturbation=sem_kind, semantic_norm=sem_norm,
-                           semantic_eps=float(sem_eps) or None, semantic_ratio=float(sem_ratio),
-                           semantic_tau=int(sem_tau), gssl_weight=float(gssl_weight),
-                           gssl_sim_weight=float(gssl_sim), gssl_latent_lr=float(gssl_lr), init=init,
-                           generator_regime=regime)
+        base = TrainConfig(
+            per_class=None if setting == "all" else int(setting), epochs=int(epochs), lr=float(lr),
+            batch_size=int(batch), init=init, generator_regime=regime,
+            gda=dataclasses.replace(defaults.gda, ratio=float(gda_ratio)),
+            randreg=RandRegOptions(weight=float(reg_weight)),
+            adarand=AdaRandOptions(alpha=float(alpha), prior_lr=float(prior_lr)),
+            mgr=dataclasses.replace(defaults.mgr, weight=float(mgr_weight), sampler_steps=int(mgr_steps),
+                                    meta_period=int(mgr_period)),
+            semantic=dataclasses.replace(defaults.semantic, perturbation=sem_kind, norm=sem_norm,
+                                         eps=float(sem_eps) or None, ratio=float(sem_ratio), tau=int(sem_tau)),
+            gssl=dataclasses.replace(defaults.gssl, weight=float(gssl_weight), sim_weight=float(gssl_sim),
+                                     latent_lr=float(gssl_lr)))
         base = base.mgr_teaching() if mgr_teaching else base
         with store_errors(stop=False):
             for method in methods:

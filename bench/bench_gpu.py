@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from genreg_core.config import GeneratorTrainConfig, SamplerConfig, TrainConfig, get_preset
+from genreg_core.config import GeneratorTrainConfig, MGROptions, SamplerConfig, TrainConfig, get_preset
 from genreg_core.data.datasets import load_digits_dataset, split_dataset
 from genreg_core.diffusion.model import load_generator
 from genreg_core.diffusion.sampling import sample_images
@@ -120,7 +120,7 @@ def bench_mgr(device: torch.device, sizes: Sizes, dataset, split) -> list[dict]:
     rows = []
     for compile in (False, True):
         config = TrainConfig(method="mgr", per_class=sizes.mgr_per_class, epochs=sizes.mgr_epochs, seed=0,
-                             mgr_sampler_steps=sizes.mgr_sampler_steps, mgr_compile=compile)
+                             mgr=MGROptions(sampler_steps=sizes.mgr_sampler_steps, compile=compile))
         extra = {}
         if compile:
             warm = TrainConfig(**{**config.__dict__, "epochs": 1})

@@ -19,7 +19,7 @@ from dataclasses import replace
 import torch
 from safetensors.torch import load_file
 
-from genreg_core.config import FeatureConfig, GeneratorTrainConfig, TrainConfig, UNetConfig
+from genreg_core.config import FeatureConfig, GeneratorTrainConfig, MGROptions, TrainConfig, UNetConfig
 from genreg_core.data.datasets import load_digits_dataset, split_dataset
 from genreg_core.diffusion.model import DEFAULT_GENERATOR_DIR, Generator, build_scheduler, build_unet, load_generator
 from genreg_core.features.extractor import build_convnet
@@ -59,7 +59,7 @@ def step_times(dataset, split, base: TrainConfig, generator: Generator, rounds: 
     best: dict[str, float] = {}
     for _ in range(rounds):
         for name in METHODS:
-            config = replace(base, method=name, gda_pool_per_class=2)
+            config = replace(base, method=name, gda=replace(base.gda, pool_per_class=2))
             seconds = median_step_seconds(dataset, split, config, generator)
             best[name] = min(seconds, best.get(name, seconds))
     return best
@@ -76,19 +76,19 @@ def mgr_split(dataset, split, config: TrainConfig, generator: Generator, repeats
                              images[80:], labels[80:]))
     x, y = images[: config.batch_size], labels[: config.batch_size]
     times: dict[str, list[float]] = {"meta_step": [], "chain_grad": [], "chain_nograd": []}
-    shape = (config.mgr_synthetic_batch, generator.channels, generator.image_size, generator.image_size)
-    classes = torch.zeros(config.mgr_synthetic_batch, dtype=torch.long)
+    shape = (config.mgr.synthetic_batch, generator.channels, generator.image_size, generator.image_size)
+    classes = torch.zeros(config.mgr.synthetic_batch, dtype=torch.long)
     for _ in range(repeats):
         start = time.perf_counter()
         method.meta_step(model, x, y, config.lr)
         times["meta_step"].append(time.perf_counter() - start)
         u = torch.randn(shape, requires_grad=True)
         start = time.perf_counter()
-        ddim_chain(generator, u, classes, config.mgr_sampler_steps, config.mgr_backprop_steps).sum().backward()
+        ddim_chain(generator, u, classes, config.mgr.sampler_steps, config.mgr.backprop_steps).sum().backward()
         times["chain_grad"].append(time.perf_counter() - start)
         start = time.perf_counter()
         with torch.no_grad():
-            ddim_chain(generator, u, classes, config.mgr_sampler_steps)
+            ddim_chain(generator, u, classes, config.mgr.sampler_steps)
         times["chain_nograd"].append(time.perf_counter() - start)
     out = {k: statistics.median(v[1:]) for k, v in times.items()}
     out["lookahead"] = out["meta_step"] - out["chain_grad"]
@@ -102,18 +102,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each per-step timing run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing runs per method")
     parser.add_argument("--unet-weights", default=None, help="safetensors UNet state dict, if no shipped model")
-    parser.add_argument("--mgr-steps", type=int, default=TrainConfig.mgr_sampler_steps, help="MGR DDIM steps")
+    parser.add_argument("--mgr-steps", type=int, default=TrainConfig.mgr.sampler_steps, help="MGR DDIM steps")
     parser.add_argument("--mgr-backprop", type=int, default=None, help="MGR: backprop through the last k steps")
-    parser.add_argument("--synthetic-batch", type=int, default=TrainConfig.mgr_synthetic_batch)
+    parser.add_argument("--synthetic-batch", type=int, default=TrainConfig.mgr.synthetic_batch)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = load_digits_dataset(16)
     split = split_dataset(dataset.labels, seed=0)
     generator = bench_generator(args.unet_weights)
-    base = TrainConfig(per_class=10, mgr_sampler_steps=args.mgr_steps, mgr_backprop_steps=args.mgr_backprop,
-                       mgr_synthetic_batch=args.synthetic_batch)
-    print(f"threads {args.threads}, batch {base.batch_size}, MGR: {base.mgr_sampler_steps} DDIM steps, backprop "
-          f"{base.mgr_backprop_steps or 'all'}, {base.mgr_synthetic_batch} synthetic images")
+    base = TrainConfig(per_class=10, mgr=MGROptions(sampler_steps=args.mgr_steps, backprop_steps=args.mgr_backprop,
+                                                    synthetic_batch=args.synthetic_batch))
+    print(f"threads {args.threads}, batch {base.batch_size}, MGR: {base.mgr.sampler_steps} DDIM steps, backprop "
+          f"{base.mgr.backprop_steps or 'all'}, {base.mgr.synthetic_batch} synthetic images")
     steps = step_times(dataset, split, replace(base, epochs=args.epochs), generator, args.rounds)
     for name, seconds in steps.items():
         print(f"{name:12s} {seconds * 1000:8.1f} ms/step  {seconds / steps['ce']:6.2f}× CE")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from genreg_core.config import TrainConfig
+from genreg_core.config import MGROptions, TrainConfig
 from genreg_core.data.datasets import split_dataset
 from genreg_core.lab import open_lab
 from genreg_core.training.loop import train_classifier
@@ -73,8 +72,8 @@ def main() -> None:
         for method, reduction, weight in jobs:
             if (method, reduction, weight, seed) in done:
                 continue
-            config = replace(TrainConfig(), method=method, per_class=args.per_class, epochs=args.epochs, seed=seed,
-                             mgr_pcr_reduction=reduction, mgr_weight=weight, mgr_compare_random=False)
+            config = TrainConfig(method=method, per_class=args.per_class, epochs=args.epochs, seed=seed,
+                                 mgr=MGROptions(pcr_reduction=reduction, weight=weight, compare_random=False))
             start = time.perf_counter()
             result = train_classifier(lab.dataset, split, config, lab.generator, lab.device)
             row = {"method": method, "reduction": reduction, "weight": weight, "seed": seed,

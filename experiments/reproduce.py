@@ -1,12 +1,12 @@
 """Reproduce the papers' claims: init × generator regime × methods × images per class × seeds on digits.
 
-Protocol of ALGORITHMS.md: for each seed a fixed stratified train / val / test split (``split_dataset``
+Protocol of docs/algorithms.md: for each seed a fixed stratified train / val / test split (``split_dataset``
 with that seed) and the same seed for the run; test accuracy at the best validation-loss epoch; mean ±
 std over seeds. Methods that use no generator (ce, randreg, adarand) run once per init and count under
 every regime. Each finished run is appended to ``--results`` (JSON lines; rerunning skips what is there,
 so the grid can be run in pieces and in parallel processes with different flags). After every run the
 accuracy tables (``--out``) and the claims table (``--claims``: markdown and JSON, via
-``genreg_core.evaluation.claims``) are rewritten:
+``genreg_core.analysis.claims``) are rewritten:
 
     python -m experiments.reproduce --inits scratch --regimes pool own --methods ce randreg adarand gda \\
         --settings 5 10 25 --seeds 0 1 2 --threads 1
@@ -19,21 +19,28 @@ import argparse
 import json
 import platform
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from genreg_core.config import GENERATOR_REGIMES, TrainConfig
+from genreg_core.analysis.claims import (
+    CLAIMS_PATH,
+    claims_markdown,
+    claims_summary,
+    judge_claims,
+    save_claims,
+    write_readme_claims,
+)
+from genreg_core.config import GENERATOR_REGIMES, TrainConfig, override
 from genreg_core.data.datasets import split_dataset
-from genreg_core.evaluation.claims import CLAIMS_PATH, claims_markdown, judge_claims, save_claims
 from genreg_core.lab import Lab, open_lab
 from genreg_core.training.generator_regime import get_own_generator
 from genreg_core.training.loop import train_classifier
-from genreg_core.training.methods import METHODS, make_method
+from genreg_core.training.methods import GENERATOR_METHODS, METHODS, make_method
 
-COST_ORDER = ("ce", "randreg", "adarand", "gda", "mgr", "mgr+adarand")  # cheap methods first
+COST_ORDER = ("ce", "randreg", "adarand", "gda", "mgr", "mgr+adarand", "semantic", "gssl")  # cheap methods first
 Row = dict
 
 
@@ -51,7 +58,7 @@ def format_tables(rows: list[Row], header: str) -> str:
             lines += [f"### init = {init}, generator regime = {regime}", "",
                       f"| method | {columns} | {' | '.join(f'{n} pc s' for n in settings)} |", f"|{rule}|"]
             for method in COST_ORDER:
-                uses = method in ("gda", "mgr", "mgr+adarand")
+                uses = method in GENERATOR_METHODS
                 runs = [r for r in rows if r["init"] == init and r["method"] == method
                         and (r["regime"] == regime or not uses)]
                 if not runs:
@@ -95,12 +102,16 @@ def write_reports(rows: list[Row], args: argparse.Namespace, header: str) -> Non
     Path(f"{args.claims}.md").write_text(f"# Claims on our runs\n\n{setting}; sweeps: "
                                          f"{', '.join(args.sweep) or 'none'}.\n\n{claims_markdown(claims)}")
     save_claims(claims, args.claims_json, {"setting": setting, "sweeps": args.sweep})
+    write_readme_claims(args.readme, claims_summary(claims, f"{args.claims}.md"))
 
 
 def _run(lab: Lab, args: argparse.Namespace, init: str, regime: str, method: str, n: int, seed: int) -> Row:
     split = split_dataset(lab.dataset.labels, seed, lab.data_config.val_fraction, lab.data_config.test_fraction)
-    config = replace(TrainConfig(**parse_overrides(args.set)), method=method, per_class=n, epochs=args.epochs,
-                     seed=seed, init=init, generator_regime=regime)
+    config = TrainConfig()
+    for key, value in parse_overrides(args.set).items():
+        config = override(config, key, value)
+    config = replace(config, method=method, per_class=n, epochs=args.epochs, seed=seed, init=init,
+                     generator_regime=regime)
     generator = lab.generator
     if regime == "own" and make_method(method, config).needs_generator:
         generator = get_own_generator(lab.dataset, split, lab.data_config, config, lab.device)
@@ -112,13 +123,13 @@ def _run(lab: Lab, args: argparse.Namespace, init: str, regime: str, method: str
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
-    """``["field=value", ...]`` -> TrainConfig keyword arguments; ``ValueError`` for an unknown field."""
-    known = {f.name for f in fields(TrainConfig)}
+    """``["mgr.weight=0.5", ...]`` -> {dotted TrainConfig field: value}; ``ValueError`` for an unknown field."""
     overrides: dict[str, object] = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or key not in known:
+        if not sep:
             raise ValueError(f"--set takes FIELD=VALUE with a TrainConfig field, got {item!r}")
+        override(TrainConfig(), key, None)  # ValueError for a path that names no field
         try:
             overrides[key] = json.loads(text)
         except json.JSONDecodeError:
@@ -139,9 +150,10 @@ def main() -> None:
     parser.add_argument("--results", default="experiments/results/grid.jsonl", help="one JSON line per finished run")
     parser.add_argument("--out", default="experiments/results/reproduce.md")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="override TrainConfig fields, e.g. semantic_eps=0 (values parsed as JSON, else text)")
+                        help="override TrainConfig fields, e.g. semantic.eps=0 (values parsed as JSON, else text)")
     parser.add_argument("--claims", default="experiments/results/claims", help="writes CLAIMS.md")
     parser.add_argument("--claims-json", default=str(CLAIMS_PATH), help="the claims the Home page shows (package data)")
+    parser.add_argument("--readme", default="README.md", help="whose generated claims block is rewritten")
     parser.add_argument("--sweep", nargs="*", default=[], metavar="NAME=PATH",
                         help="reverse-step sweeps (genreg sweep --json) for the diversity claim")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the tables from --results")
@@ -159,7 +171,7 @@ def main() -> None:
     lab = open_lab(device=args.device)
     methods = [m for m in COST_ORDER if m in args.methods]
     for method in methods:
-        regimes = args.regimes if method in ("gda", "mgr", "mgr+adarand") else args.regimes[:1]
+        regimes = args.regimes if method in GENERATOR_METHODS else args.regimes[:1]
         for init in args.inits:
             for regime in regimes:
                 for n in args.settings:

@@ -9,7 +9,8 @@ import streamlit as st
 
 from genreg_core.config import DataConfig
 from genreg_core.data.uploads import extract_zip
-from genreg_core.lab import Lab, genreg_home, open_lab
+from genreg_core.lab import Lab, open_lab
+from genreg_core.paths import genreg_home
 
 DATASET_CHOICES = {
     "digits": "Digits (bundled, 16×16)",

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal
 
 SamplerMethod = Literal["ddim", "ddpm"]
-TrainMethod = Literal["ce", "gda", "randreg", "adarand", "mgr", "mgr+adarand", "semantic", "gssl"]
 GeneratorRegime = Literal["pool", "own"]
 GENERATOR_REGIMES = ("pool", "own")
 PcrReduction = Literal["sum", "mean"]
@@ -94,10 +93,84 @@ class BackboneConfig:
 
 
 @dataclass
-class TrainConfig:
-    """One classifier training run (``training.loop.train_classifier``) and its method's hyper-parameters."""
+class GDAOptions:
+    """Naive generative data augmentation (``training.methods.gda``)."""
 
-    method: TrainMethod = "ce"  # ce | gda | randreg | adarand | mgr | mgr+adarand | semantic | gssl
+    ratio: float = 1.0  # ρ: synthetic pairs per real pair in each batch
+    pool_per_class: int = 50  # synthetic images per class generated once before training
+    sampler_steps: int = 25  # DDIM steps used to generate the pool
+
+
+@dataclass
+class RandRegOptions:
+    """RandReg's feature regularizer (``training.methods.randreg``); AdaRand uses it too."""
+
+    weight: float = 1.0  # λ of the feature loss mean((g(x) − z)²)
+
+
+@dataclass
+class AdaRandOptions:
+    """AdaRand's adaptive prior (``training.methods.adarand``); its λ is ``RandRegOptions.weight``."""
+
+    alpha: float = 0.5  # α of the running class means μ̄
+    prior_lr: float = 1e-2  # Adam learning rate of the prior means μ
+
+
+@dataclass
+class MGROptions:
+    """MGR's pseudo consistency regularization and meta pseudo sampling (``training.methods.mgr``)."""
+
+    weight: float = 1.0  # λ of the pseudo consistency regularization L_PCR
+    finder_lr: float = 1e-3  # Adam learning rate of the finder F_ω
+    meta_period: int = 1  # one meta (MPS) step every this many classifier steps
+    sampler_steps: int = 10  # DDIM steps of the differentiable chain from F_ω(u) to x_p
+    backprop_steps: int | None = None  # backprop through the UNet in the last k DDIM steps only; None = all
+    synthetic_batch: int = 16  # synthetic images per step
+    pcr_reduction: PcrReduction = "mean"  # ‖g(T₁x) − g(T₂x)‖² summed or averaged over the d feature dims
+    finder_conditional: bool = False  # (ours) the finder also sees the class c, F_ω(u, c)
+    lookahead: MgrLookahead = "sgd"  # lookahead θ' by plain SGD, or (ours) the classifier's Adam step
+    meta_steps: int = 1  # finder updates per meta period (each on a fresh u)
+    compare_random: bool = True  # also look ahead on G(u, c) to record whether F_ω(u) beat random u
+    compile: bool = False  # torch.compile the UNet of the differentiable DDIM chain (for CUDA; warm-up once)
+
+
+@dataclass
+class SemanticOptions:
+    """Semantic perturbations of DDIM-inverted latents (``training.methods.semantic``; Yüksel et al., ICCV 2021)."""
+
+    perturbation: str = "rand"  # rand | away | adv
+    norm: str = "linf"  # l2 | linf ball of the latent perturbation (per image, over C·H·W)
+    eps: float | None = None  # radius ε; None = the paper's default (rand 0.2, away 0.15, adv 0.05)
+    alpha: float | None = None  # adv: PGD step size α; None = ε (paper: α = ε = 0.05)
+    pgd_steps: int = 1  # adv: PGD steps K (paper: 1)
+    ratio: float = 0.5  # mix ratio ρ, L = (1 − ρ) CE(clean) + ρ CE(perturbed); 0 = plain CE (ours)
+    tau: int = 500  # DDIM inversion depth τ of the latents (ours)
+    sampler_steps: int = 10  # DDIM steps of the inversion and of the decoding (ours)
+
+
+@dataclass
+class GSSLOptions:
+    """GSSL: meta-optimized synthetic samples as unlabelled data (``training.methods.gssl``)."""
+
+    weight: float = 1.0  # λ of the unsupervised loss 1 − cos(g(T₁x), g(T₂x)) on synthetic samples
+    sim_weight: float = 0.1  # γ of the similarity-to-real term of the latent objective (ours)
+    latent_lr: float = 0.05  # β: RMS move of each picked latent per meta step (ours)
+    bank_per_class: int = 10  # optimized latents per class, drawn from N(0, I) at the start (ours)
+    meta_period: int = 1  # one latent (meta) step every this many classifier steps
+    sampler_steps: int = 10  # DDIM steps of the differentiable chain from z to x_p
+    backprop_steps: int | None = None  # backprop through the UNet in the last k DDIM steps only; None = all
+    synthetic_batch: int = 16  # synthetic images per step
+
+
+METHOD_OPTIONS = {"gda": GDAOptions, "randreg": RandRegOptions, "adarand": AdaRandOptions, "mgr": MGROptions,
+                  "semantic": SemanticOptions, "gssl": GSSLOptions}  # TrainConfig field -> its options class
+
+
+@dataclass
+class TrainConfig:
+    """One classifier training run (``training.loop.train_classifier``); each method's options in their own field."""
+
+    method: str = "ce"  # a name of ``training.methods.METHODS`` (ce, gda, randreg, adarand, mgr, ...)
     # backbone g at step 0: "scratch" = random weights; "pretrained" = the self-supervised backbone of the
     # unlabelled training pool (genreg_core.features.backbone; no labels beyond the per-class subset), head fresh
     init: InitName = "scratch"
@@ -109,60 +182,31 @@ class TrainConfig:
     augment: bool = True  # T(·): random shift / rotation of real batches
     seed: int = 0  # seed of the weights, the per-class subset, the batches and every random draw
     generator_regime: GeneratorRegime = "pool"  # pool: the lab's generator (the shipped one saw the whole labelled
-    # train split); own: a generator trained only on this run's per_class images (genreg_core.training.generator_regime)
+    # train split); own: a generator trained only on this run's per_class images (training.generator_regime)
     own_generator_preset: str = "default"  # own regime: the preset whose unet and own_generator configs train it
     width: int = 32  # classifier channels of the first conv block (ConvNet, as FeatureConfig)
     feature_dim: int = 128  # classifier feature size d (ConvNet, as FeatureConfig)
-    gda_ratio: float = 1.0  # GDA ρ: synthetic pairs per real pair in each batch
-    gda_pool_per_class: int = 50  # GDA: synthetic images per class generated once before training
-    gda_sampler_steps: int = 25  # GDA: DDIM steps used to generate the pool
-    randreg_weight: float = 1.0  # RandReg / AdaRand λ of the feature loss mean((g(x) − z)²)
-    adarand_alpha: float = 0.5  # AdaRand α of the running class means μ̄
-    adarand_prior_lr: float = 1e-2  # AdaRand Adam learning rate of the prior means μ
-    mgr_weight: float = 1.0  # MGR λ of the pseudo consistency regularization L_PCR
-    mgr_finder_lr: float = 1e-3  # MGR Adam learning rate of the finder F_ω
-    mgr_meta_period: int = 1  # MGR: one meta (MPS) step every this many classifier steps
-    mgr_sampler_steps: int = 10  # MGR: DDIM steps of the differentiable chain from F_ω(u) to x_p
-    mgr_backprop_steps: int | None = None  # MGR: backprop through the UNet in the last k DDIM steps only; None = all
-    mgr_synthetic_batch: int = 16  # MGR: synthetic images per step
-    mgr_val_fraction: float = 0.2  # MGR / GSSL: share of the training subset held out as B_val (at least 1 per class)
-    mgr_pcr_reduction: PcrReduction = "mean"  # MGR: ‖g(T₁x) − g(T₂x)‖² summed or averaged over the d feature dims
-    mgr_finder_conditional: bool = False  # MGR (ours): the finder also sees the class c, F_ω(u, c)
-    mgr_lookahead: MgrLookahead = "sgd"  # MGR: lookahead θ' by plain SGD, or (ours) the classifier's Adam step
-    mgr_meta_steps: int = 1  # MGR: finder updates per meta period (each on a fresh u)
-    mgr_compare_random: bool = True  # MGR: also look ahead on G(u, c) to record whether F_ω(u) beat random u
-    mgr_compile: bool = False  # MGR: torch.compile the UNet of the differentiable DDIM chain (for CUDA; warm-up once)
-    semantic_perturbation: str = "rand"  # semantic: rand | away | adv (Yüksel et al., ICCV 2021)
-    semantic_norm: str = "linf"  # semantic: l2 | linf ball of the latent perturbation (per image, over C·H·W)
-    semantic_eps: float | None = None  # semantic: radius ε; None = the paper's default (rand 0.2, away 0.15, adv 0.05)
-    semantic_alpha: float | None = None  # semantic adv: PGD step size α; None = ε (paper: α = ε = 0.05)
-    semantic_pgd_steps: int = 1  # semantic adv: PGD steps K (paper: 1)
-    semantic_ratio: float = 0.5  # semantic: mix ratio ρ, L = (1 − ρ) CE(clean) + ρ CE(perturbed); 0 = plain CE (ours)
-    semantic_tau: int = 500  # semantic: DDIM inversion depth τ of the latents (ours)
-    semantic_sampler_steps: int = 10  # semantic: DDIM steps of the inversion and of the decoding (ours)
-    gssl_weight: float = 1.0  # GSSL λ of the unsupervised loss 1 − cos(g(T₁x), g(T₂x)) on synthetic samples
-    gssl_sim_weight: float = 0.1  # GSSL γ of the similarity-to-real term of the latent objective (ours)
-    gssl_latent_lr: float = 0.05  # GSSL β: RMS move of each picked latent per meta step (ours)
-    gssl_bank_per_class: int = 10  # GSSL: optimized latents per class, drawn from N(0, I) at the start (ours)
-    gssl_meta_period: int = 1  # GSSL: one latent (meta) step every this many classifier steps
-    gssl_sampler_steps: int = 10  # GSSL: DDIM steps of the differentiable chain from z to x_p
-    gssl_backprop_steps: int | None = None  # GSSL: backprop through the UNet in the last k DDIM steps only; None = all
-    gssl_synthetic_batch: int = 16  # GSSL: synthetic images per step
+    meta_val_fraction: float = 0.2  # MGR / GSSL: share of the training subset held out as B_val (≥ 1 per class)
+    gda: GDAOptions = field(default_factory=GDAOptions)
+    randreg: RandRegOptions = field(default_factory=RandRegOptions)
+    adarand: AdaRandOptions = field(default_factory=AdaRandOptions)
+    mgr: MGROptions = field(default_factory=MGROptions)
+    semantic: SemanticOptions = field(default_factory=SemanticOptions)
+    gssl: GSSLOptions = field(default_factory=GSSLOptions)
 
     @classmethod
-    def tiny(cls, method: TrainMethod = "ce") -> TrainConfig:
+    def tiny(cls, method: str = "ce") -> TrainConfig:
         """A run that takes about a second on CPU with the tiny generator, for tests."""
         return cls(method=method, per_class=5, epochs=3, batch_size=16, width=8, feature_dim=32,
-                   gda_pool_per_class=4, gda_sampler_steps=2, mgr_sampler_steps=2, mgr_synthetic_batch=4,
-                   semantic_sampler_steps=2, gssl_sampler_steps=2, gssl_synthetic_batch=4, gssl_bank_per_class=2,
-                   own_generator_preset="tiny")
+                   gda=GDAOptions(pool_per_class=4, sampler_steps=2),
+                   mgr=MGROptions(sampler_steps=2, synthetic_batch=4),
+                   semantic=SemanticOptions(sampler_steps=2),
+                   gssl=GSSLOptions(sampler_steps=2, synthetic_batch=4, bank_per_class=2), own_generator_preset="tiny")
 
     def mgr_teaching(self) -> TrainConfig:
         """This config with MGR's teaching setting: three finder updates per step at a 30× larger finder lr,
         so that the meta-selected latents move visibly away from the random ones (slower: more DDIM chains)."""
-        from dataclasses import replace
-
-        return replace(self, mgr_finder_lr=3e-2, mgr_meta_steps=3)
+        return replace(self, mgr=replace(self.mgr, finder_lr=3e-2, meta_steps=3))
 
 
 @dataclass
@@ -211,10 +255,41 @@ def get_preset(name: str) -> Preset:
 
 
 def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Build ``cls`` from a dict, ignoring unknown keys and restoring tuples."""
+    """Build ``cls`` from a dict (``asdict`` of one), ignoring unknown keys, restoring tuples and nested option
+    dataclasses. A ``TrainConfig`` saved before the options were grouped (flat ``mgr_weight`` and the like) loads
+    with the same values."""
+    values = _grouped_legacy_keys(values) if cls is TrainConfig else values
     kwargs = {}
     for f in fields(cls):
         if f.name in values:
             value = values[f.name]
+            nested = METHOD_OPTIONS.get(f.name) if cls is TrainConfig else None
+            if nested is not None and isinstance(value, dict):
+                value = config_from_dict(nested, value)
             kwargs[f.name] = tuple(value) if isinstance(value, list) else value
     return cls(**kwargs)
+
+
+def _grouped_legacy_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """``{"mgr_weight": 2}`` -> ``{"mgr": {"weight": 2}}``; ``mgr_val_fraction`` -> ``meta_val_fraction``."""
+    out = {k: v for k, v in values.items() if k not in ("mgr_val_fraction",)}
+    if "mgr_val_fraction" in values and "meta_val_fraction" not in values:
+        out["meta_val_fraction"] = values["mgr_val_fraction"]
+    for group, options in METHOD_OPTIONS.items():
+        names = {f.name for f in fields(options)}
+        flat = {k[len(group) + 1:]: out.pop(k) for k in list(out) if k.startswith(group + "_") and
+                k[len(group) + 1:] in names}
+        if flat and not isinstance(out.get(group), dict):
+            out[group] = flat
+    return out
+
+
+def override(config: Any, key: str, value: Any) -> Any:
+    """A copy of the dataclass ``config`` with the field at the dotted path ``key`` (``"mgr.weight"``) set to
+    ``value``; ``ValueError`` for a path that names no field."""
+    head, _, rest = key.partition(".")
+    if not is_dataclass(config) or head not in {f.name for f in fields(config)}:
+        raise ValueError(f"no config field {key!r}")
+    if not rest:
+        return replace(config, **{head: value})
+    return replace(config, **{head: override(getattr(config, head), rest, value)})

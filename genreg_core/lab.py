@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from genreg_core.config import DataConfig, FeatureConfig, SamplerConfig
-from genreg_core.data.datasets import ImageDataset, Split, dataset_shape, load_dataset, split_dataset
+from genreg_core.data.datasets import (
+    ImageDataset,
+    Split,
+    dataset_shape,
+    load_dataset,
+    per_class_subset,
+    split_dataset,
+)
 from genreg_core.device import resolve_device
 from genreg_core.diffusion.acceleration import Precision
 from genreg_core.diffusion.model import Generator, load_generator
@@ -24,14 +29,7 @@ from genreg_core.features.extractor import (
     load_feature_extractor,
     predict_labels,
 )
-
-
-def genreg_home() -> Path:
-    """Where genreg keeps caches and runs: ``$GENREG_HOME``, default ``~/.genreg``; ``ValueError`` if not a folder."""
-    home = Path(os.environ.get("GENREG_HOME") or Path.home() / ".genreg").expanduser()
-    if home.exists() and not home.is_dir():
-        raise ValueError(f"GENREG_HOME {home} is not a folder; point it at a folder (it is created if missing)")
-    return home
+from genreg_core.paths import genreg_home
 
 
 @dataclass
@@ -131,3 +129,22 @@ def open_lab(data_config: DataConfig | None = None, generator_source: str | None
             test=(dataset.images[split.test], dataset.labels[split.test]))
     return Lab(data_config, dataset, split, generator, extractor, dev, generator_source)
 
+
+REFERENCES: tuple[str, ...] = ("same", "disjoint")
+
+
+def real_subset(lab: Lab, per_class: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """``per_class`` training-split indices per class (all of a class when it has fewer), none of ``exclude``."""
+    labels = lab.dataset.labels.numpy()
+    pool = lab.split.train if exclude is None else np.setdiff1d(lab.split.train, exclude)
+    smallest = int(np.bincount(labels[pool], minlength=lab.n_classes).min())
+    if smallest == 0:
+        raise ValueError("a class has no training images left for a disjoint reference set; lower the images per class")
+    return per_class_subset(labels, pool, min(per_class, smallest), seed)
+
+
+def reference_subset(lab: Lab, originals: np.ndarray, per_class: int, seed: int, reference: str) -> np.ndarray:
+    """The real reference set: ``originals`` ("same") or ``per_class`` other training images per class ("disjoint")."""
+    if reference not in REFERENCES:
+        raise ValueError(f"unknown reference {reference!r} (known: {', '.join(REFERENCES)})")
+    return originals if reference == "same" else real_subset(lab, per_class, seed + 1, exclude=originals)

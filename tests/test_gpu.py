@@ -84,7 +84,7 @@ def test_tiny_mgr_run_on_cuda(digits, digits_split, compile):
     from genreg_core.training.loop import train_classifier
 
     config = TrainConfig.tiny("mgr")
-    config.epochs, config.mgr_compile = 2, compile
+    config.epochs, config.mgr.compile = 2, compile
     result = train_classifier(digits, digits_split, config, _tiny_generator(CUDA), CUDA)
     assert result.status == "finished" and len(result.history) == 2
     assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in result.history)

@@ -18,7 +18,8 @@ import torch
 from genreg_core.config import FeatureConfig
 from genreg_core.features.backbone import get_backbone, load_into
 from genreg_core.features.extractor import ConvNet, build_convnet, extract_features
-from genreg_core.lab import Lab, genreg_home
+from genreg_core.lab import Lab
+from genreg_core.paths import genreg_home
 
 EmbeddingName = Literal["classifier", "ssl", "random"]
 EMBEDDINGS: tuple[str, ...] = ("classifier", "ssl", "random")

@@ -17,15 +17,14 @@ import torch
 
 from genreg_core.analysis.embedding import EMBEDDINGS, EmbeddingName, embed, train_embedding
 from genreg_core.config import SamplerConfig
-from genreg_core.data.datasets import load_image_folder, per_class_subset
+from genreg_core.data.datasets import load_image_folder
 from genreg_core.diffusion.sampling import reconstruct
 from genreg_core.evaluation.metrics import DistributionMetrics, distribution_metrics
-from genreg_core.lab import Lab
+from genreg_core.lab import REFERENCES, Lab, real_subset, reference_subset
 
 SourceName = Literal["generate", "reconstruct", "folder", "mgr"]
 SOURCES: tuple[str, ...] = ("generate", "reconstruct", "folder", "mgr")
 ReferenceName = Literal["same", "disjoint"]
-REFERENCES: tuple[str, ...] = ("same", "disjoint")
 
 
 @dataclass
@@ -55,23 +54,6 @@ class FeatureSpaceResult:
     synthetic_features: np.ndarray  # (M, d)
     metrics: DistributionMetrics
     embedding: str = "classifier"  # the embedding of real_features and synthetic_features
-
-
-def real_subset(lab: Lab, per_class: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
-    """``per_class`` training-split indices per class (all of a class when it has fewer), none of ``exclude``."""
-    labels = lab.dataset.labels.numpy()
-    pool = lab.split.train if exclude is None else np.setdiff1d(lab.split.train, exclude)
-    smallest = int(np.bincount(labels[pool], minlength=lab.n_classes).min())
-    if smallest == 0:
-        raise ValueError("a class has no training images left for a disjoint reference set; lower the images per class")
-    return per_class_subset(labels, pool, min(per_class, smallest), seed)
-
-
-def reference_subset(lab: Lab, originals: np.ndarray, per_class: int, seed: int, reference: str) -> np.ndarray:
-    """The real reference set: ``originals`` ("same") or ``per_class`` other training images per class ("disjoint")."""
-    if reference not in REFERENCES:
-        raise ValueError(f"unknown reference {reference!r} (known: {', '.join(REFERENCES)})")
-    return originals if reference == "same" else real_subset(lab, per_class, seed + 1, exclude=originals)
 
 
 def folder_images(lab: Lab, folder: str) -> tuple[torch.Tensor, torch.Tensor]:

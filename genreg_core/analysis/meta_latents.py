@@ -13,22 +13,22 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from genreg_core.analysis.feature_space import real_subset
 from genreg_core.config import SamplerConfig, TrainConfig
 from genreg_core.diffusion.model import Generator
 from genreg_core.diffusion.sampling import reconstruct
 from genreg_core.evaluation.metrics import distribution_metrics
 from genreg_core.evaluation.projection import Projector
 from genreg_core.features.extractor import extract_features
-from genreg_core.lab import Lab
+from genreg_core.lab import Lab, real_subset
+from genreg_core.training.methods import METHODS
 
 REQUIRED = ("latents", "sample_images", "sample_classes", "influence")
-META_METHODS = ("mgr", "mgr+adarand", "gssl")  # methods whose runs record these snapshots
+META_METHODS = tuple(name for name, cls in METHODS.items() if cls.records_latents)  # runs with these snapshots
 
 
 def snapshot_sampler_steps(train: TrainConfig) -> int:
     """The DDIM steps of the chain a run decoded its latents with (MGR's or GSSL's)."""
-    return train.gssl_sampler_steps if train.method == "gssl" else train.mgr_sampler_steps
+    return train.gssl.sampler_steps if train.method == "gssl" else train.mgr.sampler_steps
 STATIC_SHIFT = 0.05  # an RMS latent shift below this (u has unit variance) means the finder has barely moved
 
 

@@ -18,13 +18,12 @@ import numpy as np
 import torch
 
 from genreg_core.analysis.embedding import EMBEDDINGS, embed, train_embedding
-from genreg_core.analysis.feature_space import REFERENCES, real_subset, reference_subset
 from genreg_core.config import FeatureConfig, SamplerConfig
 from genreg_core.diffusion.sampling import reconstruct_many
 from genreg_core.evaluation.metrics import distribution_metrics
 from genreg_core.evaluation.projection import Projector
 from genreg_core.features.extractor import accuracy, predict_labels, train_feature_extractor
-from genreg_core.lab import Lab
+from genreg_core.lab import REFERENCES, Lab, real_subset, reference_subset
 from genreg_core.lru import LRUCache
 
 SweepProgress = Callable[[int, int, str], None]

@@ -34,8 +34,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = TrainConfig.tiny(args.method) if args.preset == "tiny" else TrainConfig(method=args.method)
     train = dataclasses.replace(base, per_class=args.per_class, epochs=args.epochs, seed=args.seed, init=args.init,
                                 generator_regime=args.generator_regime,
-                                semantic_perturbation=args.perturbation, semantic_norm=args.norm,
-                                semantic_eps=args.eps)
+                                semantic=dataclasses.replace(base.semantic, perturbation=args.perturbation,
+                                                             norm=args.norm, eps=args.eps))
     train = train.mgr_teaching() if args.mgr_teaching else train
     data = DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
     store = RunStore()

@@ -62,17 +62,6 @@ def compile_module(module: nn.Module) -> nn.Module:
     return torch.compile(module, dynamic=False)
 
 
-def seeded_rng(seed: int, device: torch.device) -> torch.Generator:
-    """A seeded random stream on the CUDA device itself there, the CPU generator elsewhere.
-
-    On the CPU this is the stream the code always used, so CPU results do not depend on the device code;
-    on CUDA the same seed gives the same result run to run, but not the CPU's (another stream).
-    """
-    if torch.device(device).type == "cuda":
-        return torch.Generator(device=device).manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
 def free_memory(device: torch.device) -> int:
     """Free bytes on a CUDA device (``cudaMemGetInfo``: shared with other processes)."""
     return int(torch.cuda.mem_get_info(device)[0])

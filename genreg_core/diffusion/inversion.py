@@ -1,7 +1,7 @@
 """Deterministic DDIM inversion to a depth τ and decoding back: the invertible map of semantic perturbations.
 
 *Semantic Perturbations with Normalizing Flows for Improved Generalization* (Yüksel et al., ICCV 2021) perturbs
-the exact latent of an invertible model. Ours (ALGORITHMS.md §6): the invertible map is the DDIM ODE (Song et al.
+the exact latent of an invertible model. Ours (docs/algorithms.md §6): the invertible map is the DDIM ODE (Song et al.
 2021, eq. 12 with η = 0) on the grid ``step_grid(τ, n)``. ``invert`` runs it forward from ``x_0`` to ``x_τ``,
 ``decode`` runs the same steps backward (``sampling.ddim_chain``). Each forward step from s to s' uses
 ``ε̂ = ε_θ(x_s, s')`` — the noise the decoder will predict at s' — so the round trip is exact up to the change of
@@ -10,13 +10,11 @@ the exact latent of an invertible model. Ours (ALGORITHMS.md §6): the invertibl
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from genreg_core.config import SamplerConfig
 from genreg_core.diffusion.model import Generator
-from genreg_core.diffusion.sampling import ddim_chain, predict_eps, step_grid
+from genreg_core.diffusion.sampling import ddim_chain, ddim_step, predict_eps, step_grid
 
 
 def _check(generator: Generator, tau: int, n_steps: int) -> None:
@@ -31,9 +29,8 @@ def invert(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | None, 
            n_steps: int = 10, batch_size: int = 256) -> torch.Tensor:
     """``x_0`` (N, C, H, W) in [-1, 1] → ``x_τ`` (N, C, H, W) by the DDIM ODE run forward; ``x_0`` itself at τ = 0.
 
-    Step s → s' (increasing): ``ε̂ = ε_θ(x_s, s')``, ``x̂_0 = clip((x_s − sqrt(1 − ᾱ_s) ε̂) / sqrt(ᾱ_s))`` (``x_0``
-    itself at s = 0), ``ε̂ ← (x_s − sqrt(ᾱ_s) x̂_0) / sqrt(1 − ᾱ_s)``, ``x_{s'} = sqrt(ᾱ_{s'}) x̂_0 + sqrt(1 − ᾱ_{s'}) ε̂``
-    — the decoder's update solved for the other end. No gradient.
+    Step s → s' (increasing): ``ε̂ = ε_θ(x_s, s')``, then the decoder's update :func:`sampling.ddim_step` taken
+    towards the other end (x̂_0 is ``x_0`` itself at s = 0). No gradient.
     """
     _check(generator, tau, n_steps)
     steps = step_grid(tau, SamplerConfig(n_steps=n_steps))[::-1]  # 0, ..., τ
@@ -45,13 +42,7 @@ def invert(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | None, 
             y = labels[start:start + batch_size].to(device) if labels is not None else None
             for s, s_next in zip(steps[:-1], steps[1:]):
                 eps = predict_eps(generator, x, s_next, y)
-                ab, ab_next = generator.alpha_bar(s), generator.alpha_bar(s_next)
-                if s > 0:
-                    x0_hat = ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1, 1)
-                    eps = (x - math.sqrt(ab) * x0_hat) / math.sqrt(1 - ab)
-                else:
-                    x0_hat = x
-                x = math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps
+                x, _ = ddim_step(x, eps, generator.alpha_bar(s), generator.alpha_bar(s_next))
             out.append(x)
     return torch.cat(out).to(x0.device) if out else x0.clone()
 

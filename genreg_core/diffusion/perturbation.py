@@ -1,4 +1,4 @@
-"""Semantic perturbations of DDIM-inverted latents (ALGORITHMS.md §6).
+"""Semantic perturbations of DDIM-inverted latents (docs/algorithms.md §6).
 
 *Semantic Perturbations with Normalizing Flows for Improved Generalization* (Yüksel et al., ICCV 2021): perturb
 the exact latent ``z`` of an invertible model and decode ``x̃ = decode(z + Δz)``, clamped to the data range.
@@ -29,7 +29,7 @@ PerturbationKind = Literal["rand", "away", "adv"]
 PerturbationNorm = Literal["l2", "linf"]
 KINDS: tuple[str, ...] = ("rand", "away", "adv")
 NORMS: tuple[str, ...] = ("l2", "linf")
-DEFAULT_EPS = {"rand": 0.2, "away": 0.15, "adv": 0.05}  # the paper's defaults (ALGORITHMS.md §6)
+DEFAULT_EPS = {"rand": 0.2, "away": 0.15, "adv": 0.05}  # the paper's defaults (docs/algorithms.md §6)
 
 
 def check_perturbation(kind: str, norm: str, eps: float) -> None:

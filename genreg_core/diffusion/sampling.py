@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from genreg_core.config import SamplerConfig
+from genreg_core.device import seeded_rng
 from genreg_core.diffusion.acceleration import (
     BucketedUNet,
     autocast,
     choose_batch_size,
     resolve_compile,
-    seeded_rng,
 )
 from genreg_core.diffusion.model import Generator
 
@@ -71,6 +71,32 @@ def predict_eps(generator: Generator, x: torch.Tensor, step: int, labels: torch.
     return eps_c + guidance_scale * (eps_c - eps_u)
 
 
+def predict_x0(x: torch.Tensor, eps: torch.Tensor, ab: float, clip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x̂_0 = (x_s − sqrt(1 − ᾱ_s) ε̂) / sqrt(ᾱ_s)`` and the ε̂ it implies: with ``clip``, x̂_0 is clipped to
+    [-1, 1] and ``ε̂ ← (x_s − sqrt(ᾱ_s) x̂_0) / sqrt(1 − ᾱ_s)``. At ᾱ_s = 1 (s = 0) x̂_0 is x_s and ε̂ is kept."""
+    if ab >= 1.0:
+        return x, eps
+    x0_hat = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+    if not clip:
+        return x0_hat, eps
+    x0_hat = x0_hat.clamp(-1, 1)
+    return x0_hat, (x - math.sqrt(ab) * x0_hat) / math.sqrt(1 - ab)
+
+
+def ddim_step(x: torch.Tensor, eps: torch.Tensor, ab: float, ab_next: float, clip: bool = True,
+              sigma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM update from step s to s' (Song et al. 2021, eq. 12), either way in time: ``(x_{s'}, x̂_0)``.
+
+    ``x_{s'} = sqrt(ᾱ_{s'}) x̂_0 + sqrt(1 − ᾱ_{s'} − σ²) ε̂`` with x̂_0, ε̂ from :func:`predict_x0`; the caller adds
+    ``σ z`` when σ > 0. At s' = 0 (ᾱ = 1) it returns x̂_0 itself. The sampler, the differentiable chain and the
+    inversion all step with this one function.
+    """
+    x0_hat, eps = predict_x0(x, eps, ab, clip)
+    if ab_next >= 1.0:
+        return x0_hat, x0_hat
+    return math.sqrt(ab_next) * x0_hat + math.sqrt(max(0.0, 1 - ab_next - sigma**2)) * eps, x0_hat
+
+
 def add_noise(generator: Generator, x0: torch.Tensor, t: int, noise: torch.Tensor) -> torch.Tensor:
     """Forward process to exactly step ``t``: ``sqrt(ᾱ_t)·x_0 + sqrt(1 − ᾱ_t)·ε``; x_0 itself at t = 0."""
     ab = generator.alpha_bar(t)
@@ -95,25 +121,23 @@ def reverse_process(generator: Generator, x_t: torch.Tensor, labels: torch.Tenso
             with autocast(generator.precision, x.device):
                 eps = predict_eps(generator, x, s, labels, sampler.guidance_scale, unet)
             eps = eps.float()  # (N, C, H, W); a no-op in fp32
-            x0_hat = (x - math.sqrt(1 - ab[s]) * eps) / math.sqrt(ab[s])
-            if sampler.clip_sample:
-                x0_hat = x0_hat.clamp(-1, 1)
-                eps = (x - math.sqrt(ab[s]) * x0_hat) / math.sqrt(1 - ab[s])
+            if sampler.method == "ddpm":
+                x0_hat, _ = predict_x0(x, eps, ab[s], sampler.clip_sample)
+                if s_next > 0:
+                    beta = 1 - ab[s] / ab[s_next]
+                    mean = (math.sqrt(ab[s_next]) * beta * x0_hat
+                            + math.sqrt(1 - beta) * (1 - ab[s_next]) * x) / (1 - ab[s])
+                    x = mean + math.sqrt(beta * (1 - ab[s_next]) / (1 - ab[s])) * _randn_like(x, rng)
+            else:
+                sigma = sampler.eta * math.sqrt((1 - ab[s_next]) / (1 - ab[s]) * (1 - ab[s] / ab[s_next]))
+                x, x0_hat = ddim_step(x, eps, ab[s], ab[s_next], sampler.clip_sample, sigma)
+                if sampler.eta > 0 and s_next > 0:
+                    x = x + sigma * _randn_like(x, rng)
             if record_trajectory:
                 trajectory.append(x0_hat.cpu())
             if s_next == 0:
                 x = x0_hat
                 break
-            if sampler.method == "ddpm":
-                beta = 1 - ab[s] / ab[s_next]
-                mean = (math.sqrt(ab[s_next]) * beta * x0_hat
-                        + math.sqrt(1 - beta) * (1 - ab[s_next]) * x) / (1 - ab[s])
-                x = mean + math.sqrt(beta * (1 - ab[s_next]) / (1 - ab[s])) * _randn_like(x, rng)
-            else:
-                sigma = sampler.eta * math.sqrt((1 - ab[s_next]) / (1 - ab[s]) * (1 - ab[s] / ab[s_next]))
-                x = math.sqrt(ab[s_next]) * x0_hat + math.sqrt(max(0.0, 1 - ab[s_next] - sigma**2)) * eps
-                if sampler.eta > 0:
-                    x = x + sigma * _randn_like(x, rng)
     traj = torch.stack(trajectory) if record_trajectory and trajectory else None
     return ReverseResult(x.clamp(-1, 1), steps, traj)
 
@@ -124,8 +148,7 @@ def ddim_chain(generator: Generator, x_T: torch.Tensor, labels: torch.Tensor | N
 
     Song et al. 2021, eq. 12 with η = 0, on the grid of :func:`step_grid`.
 
-    Each step: ``x̂_0 = clip((x_s − sqrt(1 − ᾱ_s) ε̂) / sqrt(ᾱ_s))``, ``ε̂ ← (x_s − sqrt(ᾱ_s) x̂_0) / sqrt(1 − ᾱ_s)``,
-    ``x_{s'} = sqrt(ᾱ_{s'}) x̂_0 + sqrt(1 − ᾱ_{s'}) ε̂`` — the update of ``sampling.reverse_process``.
+    Each step is :func:`ddim_step` with clipping, the update of :func:`reverse_process`.
     With ``backprop_steps = k`` only the last ``k`` steps backpropagate through the UNet; earlier steps treat
     ``ε_θ`` as a constant but keep the (linear) update differentiable, so ``x_T`` still gets a gradient.
     ``unet`` replaces ``generator.unet`` (a compiled one: the chain then launches a few fused kernels per step).
@@ -139,10 +162,7 @@ def ddim_chain(generator: Generator, x_T: torch.Tensor, labels: torch.Tensor | N
         else:
             with torch.no_grad():
                 eps = predict_eps(generator, x, s, labels, unet=unet)
-        ab, ab_next = generator.alpha_bar(s), generator.alpha_bar(s_next)
-        x0_hat = ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1, 1)
-        eps = (x - math.sqrt(ab) * x0_hat) / math.sqrt(1 - ab)
-        x = x0_hat if s_next == 0 else math.sqrt(ab_next) * x0_hat + math.sqrt(1 - ab_next) * eps
+        x, _ = ddim_step(x, eps, generator.alpha_bar(s), generator.alpha_bar(s_next))
     return x
 
 

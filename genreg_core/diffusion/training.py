@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from genreg_core.config import GeneratorTrainConfig, UNetConfig
-from genreg_core.diffusion.acceleration import autocast, compile_module, resolve_precision, seeded_rng
+from genreg_core.device import seeded_rng
+from genreg_core.diffusion.acceleration import autocast, compile_module, resolve_precision
 from genreg_core.diffusion.model import Generator, build_scheduler, build_unet, save_generator
 
 StepCallback = Callable[[int, dict[str, float]], None]

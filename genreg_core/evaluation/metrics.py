@@ -1,4 +1,4 @@
-"""Distribution metrics between real and synthetic features (ALGORITHMS.md §2).
+"""Distribution metrics between real and synthetic features (docs/algorithms.md §2).
 
 Precision, recall, density and coverage follow Naeem et al. 2020, "Reliable Fidelity and Diversity
 Metrics for Generative Models" (precision / recall from Kynkäänniemi et al. 2019), with closed balls:

@@ -33,7 +33,7 @@ CACHE_SIZE = 16  # projections kept in memory, least recently used dropped first
 def _import_umap():
     """``umap.UMAP``, imported on first use with a persistent numba cache (unless NUMBA_CACHE_DIR is set)."""
     if "NUMBA_CACHE_DIR" not in os.environ:
-        from genreg_core.lab import genreg_home
+        from genreg_core.paths import genreg_home
 
         cache_dir = genreg_home() / "numba"
         cache_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from genreg_core.config import DataConfig, TrainConfig
-from genreg_core.lab import genreg_home
+from genreg_core.paths import genreg_home
 
 EXPERIMENT = "genreg"
 STATUS_LABELS = {"SCHEDULED": "queued", "RUNNING": "running", "FINISHED": "finished", "KILLED": "stopped",
@@ -212,8 +212,7 @@ class RunStore:
     def _record_spec(self, run_id: str, spec: RunSpec) -> None:
         from mlflow.entities import Param
 
-        params = {**{f"train.{k}": v for k, v in asdict(spec.train).items()},
-                  **{f"data.{k}": v for k, v in asdict(spec.data).items()},
+        params = {**_flat_params("train", asdict(spec.train)), **_flat_params("data", asdict(spec.data)),
                   "generator": spec.generator or "shipped", "device": spec.device}
         self.client.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
         folder = self.run_dir(run_id)
@@ -343,6 +342,15 @@ class RunStore:
 
         uri = self.get_run(run_id).info.artifact_uri
         return Path(url2pathname(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
+
+
+def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``{"mgr": {"weight": 1}}`` -> ``{"train.mgr.weight": 1}``: one MLflow param per leaf of a nested config."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}"
+        out.update(_flat_params(name, value) if isinstance(value, dict) else {name: value})
+    return out
 
 
 def _proc_stat_fields(pid: int) -> list[str] | None:

@@ -27,7 +27,8 @@ from genreg_core.config import GENERATOR_REGIMES, DataConfig, GeneratorTrainConf
 from genreg_core.data.datasets import ImageDataset, Split, per_class_subset
 from genreg_core.diffusion.model import METADATA_FILE, Generator, load_generator
 from genreg_core.diffusion.training import train_generator
-from genreg_core.lab import Lab, genreg_home
+from genreg_core.lab import Lab
+from genreg_core.paths import genreg_home
 
 StepCallback = Callable[[int, int, dict[str, float]], None]  # (step, total steps, {"loss", "lr"})
 

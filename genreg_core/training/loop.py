@@ -1,6 +1,6 @@
 """One training loop for the small CNN classifier, with pluggable methods and callbacks.
 
-The protocol of ALGORITHMS.md (experimental protocol): ``per_class`` images per class drawn from the
+The protocol of docs/algorithms.md (experimental protocol): ``per_class`` images per class drawn from the
 split's train set, the split's val set for model selection and its test set for the reported number —
 the test accuracy at the epoch of lowest validation loss. Every method (``genreg_core.training.methods``) trains
 the same ``ConvNet`` (the feature extractor's architecture) with the same optimizer and schedule: Adam
@@ -29,7 +29,8 @@ from genreg_core.diffusion.model import Generator
 from genreg_core.features.augment import random_shift_rotate
 from genreg_core.features.backbone import get_backbone, load_into
 from genreg_core.features.extractor import ConvNet, build_convnet
-from genreg_core.lab import check_compatible, genreg_home
+from genreg_core.lab import check_compatible
+from genreg_core.paths import genreg_home
 from genreg_core.training.methods import Method, MethodSetup, make_method
 
 __all__ = ["TrainCallbacks", "TrainConfig", "TrainResult", "build_classifier", "evaluate", "split_meta_validation",
@@ -113,8 +114,11 @@ def check_train_config(config: TrainConfig) -> None:
         raise ValueError(f"seed must lie in [0, 2**32 - 1], got {config.seed}")
     if config.per_class is not None and config.per_class < 1:
         raise ValueError(f"per_class must be at least 1 (or None for all), got {config.per_class}")
-    for name in ("weight_decay", "gda_ratio", "randreg_weight", "adarand_prior_lr", "mgr_weight", "mgr_finder_lr"):
-        value = getattr(config, name)
+    numbers = {"weight_decay": config.weight_decay, "gda.ratio": config.gda.ratio,
+               "randreg.weight": config.randreg.weight,
+               "adarand.prior_lr": config.adarand.prior_lr, "mgr.weight": config.mgr.weight,
+               "mgr.finder_lr": config.mgr.finder_lr}
+    for name, value in numbers.items():
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
     if config.init not in ("scratch", "pretrained"):
@@ -218,7 +222,7 @@ def _prepare_data(dataset: ImageDataset, split: Split, config: TrainConfig,
     train = per_class_subset(dataset.labels, split.train, config.per_class, config.seed)
     if not method.needs_meta_validation:
         return train, np.zeros(0, np.int64)
-    return split_meta_validation(dataset.labels, train, config.mgr_val_fraction, config.seed)
+    return split_meta_validation(dataset.labels, train, config.meta_val_fraction, config.seed)
 
 
 def _start(dataset: ImageDataset, split: Split, config: TrainConfig, generator: Generator | None,

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from genreg_core.analysis.embedding import embed, embedding_network, random_network
-from genreg_core.analysis.feature_space import FeatureSpaceConfig, compute_feature_space, reference_subset
+from genreg_core.analysis.feature_space import FeatureSpaceConfig, compute_feature_space
 from genreg_core.analysis.reverse_step import SweepConfig, run_sweep
 from genreg_core.config import SamplerConfig
+from genreg_core.lab import reference_subset
 
 FAST = SamplerConfig(n_steps=2)
 

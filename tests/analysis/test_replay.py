@@ -43,7 +43,7 @@ def test_reference_replay_frames_and_stats(lab):
 
 def test_meta_latent_replay_decodes_random_latents_with_the_same_chain(lab):
     snaps = _snapshots(lab, "mgr", epochs=2)
-    steps = TrainConfig.tiny("mgr").mgr_sampler_steps
+    steps = TrainConfig.tiny("mgr").mgr.sampler_steps
     replay = replay_meta_latents(lab, snaps, steps, k=2)
     e, s = replay.classes.shape
     assert e == 2 and replay.selected.shape == replay.random.shape == (e, s, 1, 16, 16)

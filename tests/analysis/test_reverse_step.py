@@ -55,3 +55,4 @@ def test_train_accuracy_and_bad_t(lab):
     assert all(0 <= row["train_accuracy_on_reconstructions"] <= 1 for row in rows)
     with pytest.raises(ValueError, match="outside"):
         run_sweep(lab, SweepConfig(t_values=(0, 5000)))
+

@@ -153,8 +153,8 @@ def test_training_runs_page_launches_the_latent_methods_with_their_parameters(mo
     at.run()
     assert not at.exception, at.exception
     assert sorted(t.method for t in specs) == ["gssl", "semantic"]
-    assert all(t.semantic_perturbation == "adv" and t.semantic_eps == 0.1 and t.gssl_sim_weight == 0.5 for t in specs)
-    assert all(t.semantic_tau == 500 and t.semantic_ratio == 0.5 for t in specs)
+    assert all(t.semantic.perturbation == "adv" and t.semantic.eps == 0.1 and t.gssl.sim_weight == 0.5 for t in specs)
+    assert all(t.semantic.tau == 500 and t.semantic.ratio == 0.5 for t in specs)
 
 
 def test_training_runs_page_rejects_bad_seeds():
@@ -299,7 +299,7 @@ def test_training_runs_page_launches_own_regime_and_teaching_runs(monkeypatch):
     at.run()
     assert not at.exception, at.exception
     (spec,) = specs
-    assert spec.train.generator_regime == "own" and spec.train.mgr_finder_lr == 3e-2 and spec.train.mgr_meta_steps == 3
+    assert spec.train.generator_regime == "own" and spec.train.mgr.finder_lr == 3e-2 and spec.train.mgr.meta_steps == 3
     row = at.dataframe[0].value.set_index("seed").loc[41]
     assert row["generator_regime"] == "own" and row["generator_progress"] == "120/1200"
 
@@ -312,7 +312,7 @@ def test_home_page_shows_the_claims_table_with_page_links():
     assert set(claims["see it on"]) <= {"/training_runs", "/meta_latents", "/reference_vectors", "/reverse_step"}
     from pathlib import Path
 
-    saved = json.loads((Path(__file__).parents[2] / "genreg_core/evaluation/claims.json").read_text())["claims"]
+    saved = json.loads((Path(__file__).parents[2] / "genreg_core/analysis/claims.json").read_text())["claims"]
     assert [e.label.split(" — ")[0] for e in at.expander] == [c["claim"] for c in saved]
     assert saved[0]["numbers"].split("; ")[0] in at.expander[0].markdown[0].value  # each setting on its own line
     assert any("whole labelled training split" in c.value for c in at.caption)

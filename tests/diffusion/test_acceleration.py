@@ -250,9 +250,9 @@ def test_gpu_preset_sees_as_many_images_with_a_sqrt_scaled_learning_rate():
 
 
 def test_mgr_compile_flag_is_validated_and_off_by_default():
-    from genreg_core.config import TrainConfig
+    from genreg_core.config import MGROptions, TrainConfig
     from genreg_core.training.methods import make_method
 
-    assert TrainConfig().mgr_compile is False and make_method("mgr", TrainConfig()).compile is False
+    assert TrainConfig().mgr.compile is False and make_method("mgr", TrainConfig()).compile is False
     with pytest.raises(ValueError, match="compile"):
-        make_method("mgr", TrainConfig(mgr_compile="yes"))
+        make_method("mgr", TrainConfig(mgr=MGROptions(compile="yes")))

@@ -95,3 +95,25 @@ def test_sample_images_one_per_label(tiny_generator):
     labels = torch.arange(10).repeat_interleave(2)
     images = sample_images(tiny_generator, labels, sampler=SamplerConfig(n_steps=2), seed=0)
     assert images.shape == (20, 1, 16, 16)
+
+
+@pytest.mark.parametrize("timestep", [500, 999, 50])
+@pytest.mark.parametrize("clip", [True, False])
+def test_ddim_step_matches_diffusers_ddim_scheduler(timestep, clip):
+    """One DDIM update equals diffusers' ``DDIMScheduler.step`` (η = 0) on the same ᾱ pair, the last step to ᾱ = 1
+    included; clipping recomputes ε̂ like diffusers' ``use_clipped_model_output``."""
+    from diffusers import DDIMScheduler
+
+    from genreg_core.diffusion.sampling import ddim_step
+
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=clip,
+                              set_alpha_to_one=True)
+    scheduler.set_timesteps(10)  # prev_timestep = timestep - 100
+    g = torch.Generator().manual_seed(timestep)
+    x, eps = 1.5 * torch.randn(4, 1, 8, 8, generator=g), torch.randn(4, 1, 8, 8, generator=g)
+    expected = scheduler.step(eps, timestep, x, eta=0.0, use_clipped_model_output=True).prev_sample
+    ac = scheduler.alphas_cumprod
+    ab_next = float(ac[timestep - 100]) if timestep >= 100 else 1.0
+    ours, x0_hat = ddim_step(x, eps, float(ac[timestep]), ab_next, clip=clip)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+    assert not clip or float(x0_hat.abs().max()) <= 1.0

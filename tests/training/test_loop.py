@@ -89,7 +89,7 @@ def test_snapshots_have_documented_keys_and_shapes(digits, digits_split, tiny_ge
                               callbacks=TrainCallbacks(on_snapshot=lambda e, s: snapshots.update({e: s})))
     assert sorted(snapshots) == [1, 2]
     snap = snapshots[2]
-    k, d, s = 10, config.feature_dim, config.mgr_synthetic_batch
+    k, d, s = 10, config.feature_dim, config.mgr.synthetic_batch
     steps_per_epoch = -(-len(result.train_indices) // config.batch_size)
     shapes = {"mu": (k, d), "mu_bar": (k, d), "sigma": (k, d), "references": (k * 4, d), "reference_labels": (k * 4,),
               "probe_features": (len(snap["probe_labels"]), d), "latents": (2, s, 1, 16, 16),

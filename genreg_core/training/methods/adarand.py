@@ -1,4 +1,4 @@
-"""AdaRand: adaptive random feature regularization (ALGORITHMS.md §4).
+"""AdaRand: adaptive random feature regularization (docs/algorithms.md §4).
 
 "Adaptive Random Feature Regularization on Fine-tuning Deep Neural Networks" (Yamaguchi, Kanai,
 Adachi, Chijiwa; CVPR 2024). The prior is one Gaussian per class, ``p(z|y=k) = N(μ_k, diag σ_k²)``,
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genreg_core.config import AdaRandOptions, RandRegOptions, TrainConfig
 from genreg_core.training.methods.base import MethodSetup, Metrics, batch_features, randn
 from genreg_core.training.methods.randreg import RandReg
 
@@ -64,16 +65,22 @@ class AdaRand(RandReg):
     """RandReg with class-conditional Gaussian priors whose means adapt to the features and to each other."""
 
     name = "adarand"
+    note = "AdaRand (Yamaguchi et al., CVPR 2024): adaptive class-conditional reference vectors"
 
-    def __init__(self, weight: float = 1.0, alpha: float = 0.5, prior_lr: float = 1e-2, n_probe_per_class: int = 10,
-                 n_references_per_class: int = 4):
-        super().__init__(weight)
-        if not 0 <= alpha <= 1:
-            raise ValueError(f"AdaRand α must lie in [0, 1], got {alpha}")
-        self.alpha = alpha
-        self.prior_lr = prior_lr
+    def __init__(self, randreg: RandRegOptions | None = None, options: AdaRandOptions | None = None,
+                 n_probe_per_class: int = 10, n_references_per_class: int = 4):
+        super().__init__(randreg)
+        o = options or AdaRandOptions()
+        if not 0 <= o.alpha <= 1:
+            raise ValueError(f"AdaRand α must lie in [0, 1], got {o.alpha}")
+        self.alpha = o.alpha
+        self.prior_lr = o.prior_lr
         self.n_probe_per_class = n_probe_per_class  # fixed training images whose features each snapshot records
         self.n_references_per_class = n_references_per_class  # sampled z per class in each snapshot
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> AdaRand:
+        return cls(config.randreg, config.adarand)
 
     def start(self, setup: MethodSetup) -> None:
         """Initialise ``μ, σ`` as the per-class mean and std of the initial model's features (one no-grad pass)."""

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from genreg_core.config import TrainConfig
 from genreg_core.diffusion.model import Generator
 from genreg_core.features.extractor import ConvNet
 
@@ -44,8 +45,15 @@ class Method:
     """Plain cross-entropy (the CE baseline); other methods override the hooks they need."""
 
     name = "ce"
+    note = ""  # one line for pickers: what the method does, and its paper
     needs_generator = False  # train_classifier raises ValueError without a generator when True
     needs_meta_validation = False  # the loop holds out B_val from the training subset when True
+    records_latents = False  # epoch snapshots hold random vs meta-selected latents (Meta-selected latents page)
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> Method:
+        """A fresh method with its options from ``config`` (the registry's constructor)."""
+        return cls()
 
     def start(self, setup: MethodSetup) -> None:
         """Called once before the first step."""

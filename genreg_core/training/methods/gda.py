@@ -1,4 +1,4 @@
-"""GDA: naive generative data augmentation (ALGORITHMS.md §3).
+"""GDA: naive generative data augmentation (docs/algorithms.md §3).
 
 Synthetic pairs ``(G(z, c), c)`` join every real batch at ratio ρ and are trained on with the same
 cross-entropy. "Regularizing Neural Networks with Meta-Learning Generative Models" (Yamaguchi et al.,
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genreg_core.config import SamplerConfig
+from genreg_core.config import GDAOptions, SamplerConfig, TrainConfig
 from genreg_core.diffusion.sampling import class_labels, sample_images
 from genreg_core.features.augment import random_shift_rotate
 from genreg_core.features.extractor import ConvNet
@@ -21,17 +21,23 @@ class GenerativeAugmentation(Method):
     """``L = CE`` over the real batch joined by ``round(ρ·B)`` pairs drawn from a pool generated once."""
 
     name = "gda"
+    note = "naive generative augmentation: synthetic pairs inside the CE loss"
     needs_generator = True
 
-    def __init__(self, ratio: float = 1.0, pool_per_class: int = 100, sampler_steps: int = 25, augment: bool = True):
-        if ratio < 0:
-            raise ValueError(f"GDA ratio must be non-negative, got {ratio}")
-        if pool_per_class < 1 or sampler_steps < 1:
+    def __init__(self, options: GDAOptions | None = None, augment: bool = True):
+        o = options or GDAOptions()
+        if o.ratio < 0:
+            raise ValueError(f"GDA ratio must be non-negative, got {o.ratio}")
+        if o.pool_per_class < 1 or o.sampler_steps < 1:
             raise ValueError("GDA needs at least one pool image per class and one sampler step")
-        self.ratio = ratio
-        self.pool_per_class = pool_per_class
-        self.sampler_steps = sampler_steps
+        self.ratio = o.ratio
+        self.pool_per_class = o.pool_per_class
+        self.sampler_steps = o.sampler_steps
         self.augment = augment  # T(·) on synthetic images too, like on real ones
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> GenerativeAugmentation:
+        return cls(config.gda, config.augment)
 
     def start(self, setup: MethodSetup) -> None:
         """Generate the pool: ``pool_per_class`` DDIM samples per class (inference mode, seeded by the run)."""

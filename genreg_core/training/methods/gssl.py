@@ -1,4 +1,4 @@
-"""GSSL: meta-optimized synthetic samples as unlabelled data (ALGORITHMS.md §6).
+"""GSSL: meta-optimized synthetic samples as unlabelled data (docs/algorithms.md §6).
 
 *Generative Semi-supervised Learning with Meta-Optimized Synthetic Samples* (ACML 2023, arXiv:2309.16143). The
 classifier gets an unsupervised loss on synthetic samples, ``ℓ(x_p) = 1 − cos(g(T₁x_p), g(T₂x_p))``; the samples'
@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from genreg_core.config import GSSLOptions, TrainConfig
 from genreg_core.features.augment import random_shift_rotate
 from genreg_core.features.extractor import ConvNet
 from genreg_core.training.methods.base import (
@@ -52,27 +53,32 @@ class GSSL(Method):
     """CE on real images plus ``λ (1 − cos)`` consistency on decodings of directly meta-optimized latents."""
 
     name = "gssl"
+    note = "GSSL (ACML 2023): cosine consistency on synthetic samples whose latents are meta-optimized directly"
     needs_generator = True
     needs_meta_validation = True
+    records_latents = True
 
-    def __init__(self, weight: float = 1.0, sim_weight: float = 0.1, latent_lr: float = 0.05, bank_per_class: int = 10,
-                 meta_period: int = 1, sampler_steps: int = 10, backprop_steps: int | None = None,
-                 synthetic_batch: int = 16, val_batch: int = 32):
-        if weight < 0 or sim_weight < 0 or not latent_lr > 0:
+    def __init__(self, options: GSSLOptions | None = None, val_batch: int = 32):
+        o = options or GSSLOptions()
+        if o.weight < 0 or o.sim_weight < 0 or not o.latent_lr > 0:
             raise ValueError("GSSL needs λ ≥ 0, γ ≥ 0 and a positive latent step β")
-        if min(bank_per_class, meta_period, sampler_steps, synthetic_batch, val_batch) < 1:
+        if min(o.bank_per_class, o.meta_period, o.sampler_steps, o.synthetic_batch, val_batch) < 1:
             raise ValueError("GSSL needs a bank, meta period, sampler steps and batch sizes of at least 1")
-        if backprop_steps is not None and backprop_steps < 1:
-            raise ValueError(f"GSSL backprop_steps must be at least 1 (or None for all), got {backprop_steps}")
-        self.weight = weight
-        self.sim_weight = sim_weight
-        self.latent_lr = latent_lr
-        self.bank_per_class = bank_per_class
-        self.meta_period = meta_period
-        self.sampler_steps = sampler_steps
-        self.backprop_steps = backprop_steps
-        self.synthetic_batch = synthetic_batch
+        if o.backprop_steps is not None and o.backprop_steps < 1:
+            raise ValueError(f"GSSL backprop_steps must be at least 1 (or None for all), got {o.backprop_steps}")
+        self.weight = o.weight
+        self.sim_weight = o.sim_weight
+        self.latent_lr = o.latent_lr
+        self.bank_per_class = o.bank_per_class
+        self.meta_period = o.meta_period
+        self.sampler_steps = o.sampler_steps
+        self.backprop_steps = o.backprop_steps
+        self.synthetic_batch = o.synthetic_batch
         self.val_batch = val_batch
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> GSSL:
+        return cls(config.gssl, config.batch_size)
 
     def start(self, setup: MethodSetup) -> None:
         """Draw the latent bank ``initial_latents_`` (L, C, H, W) ~ N(0, I) and its classes (−1 if unconditional)."""

@@ -1,6 +1,6 @@
 """What the meta-learned generative methods share: a one-step lookahead and its validation loss.
 
-MGR (ALGORITHMS.md §5) and GSSL (§6) both pick generator latents by the validation loss of the classifier
+MGR (docs/algorithms.md §5) and GSSL (§6) both pick generator latents by the validation loss of the classifier
 after one differentiable SGD step on a regularizer of the synthetic samples:
 ``θ' = θ − η ∇_θ [L_real(B_tr; θ) + λ mean_i w_i ℓ_i(x_p; θ)]`` then ``CE(B_val; θ')``
 (``torch.func.functional_call`` on a dict of parameters, no writes into the module). The synthetic samples come

@@ -1,4 +1,4 @@
-"""MGR: meta generative regularization (ALGORITHMS.md §5).
+"""MGR: meta generative regularization (docs/algorithms.md §5).
 
 "Regularizing Neural Networks with Meta-Learning Generative Models" (Yamaguchi, Chijiwa, Kanai,
 Kumagai, Kashima; NeurIPS 2023). Synthetic samples enter only a regularizer on the feature extractor,
@@ -25,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genreg_core.config import MGROptions, TrainConfig
 from genreg_core.features.augment import random_shift_rotate
 from genreg_core.features.extractor import ConvNet
+from genreg_core.training.methods.adarand import AdaRand
 from genreg_core.training.methods.base import (
     Forward,
     Method,
@@ -37,6 +39,7 @@ from genreg_core.training.methods.base import (
     module_forward,
     randn,
 )
+from genreg_core.training.methods.ce import CrossEntropy
 from genreg_core.training.methods.lookahead import ddim_chain, lookahead, lookahead_validation
 from genreg_core.training.methods.mgr_options import ConditionalFinder, adam_lookahead
 
@@ -75,39 +78,43 @@ class MGR(Method):
     """Meta generative regularization on top of a base method's real-batch loss (CE, or AdaRand's)."""
 
     name = "mgr"
+    note = "MGR (Yamaguchi et al., NeurIPS 2023): meta-selected synthetic samples in a feature regularizer"
     needs_generator = True
     needs_meta_validation = True
+    records_latents = True
 
-    def __init__(self, base: Method, weight: float = 1.0, finder_lr: float = 1e-3, meta_period: int = 1,
-                 sampler_steps: int = 10, backprop_steps: int | None = None, synthetic_batch: int = 16,
-                 val_batch: int = 32, pcr_reduction: str = "mean", finder_conditional: bool = False,
-                 lookahead: str = "sgd", meta_steps: int = 1, compare_random: bool = True, compile: bool = False):
-        if weight < 0 or meta_period < 1 or sampler_steps < 1 or synthetic_batch < 1 or val_batch < 1 or meta_steps < 1:
+    def __init__(self, base: Method, options: MGROptions | None = None, val_batch: int = 32):
+        o = options or MGROptions()
+        if o.weight < 0 or min(o.meta_period, o.sampler_steps, o.synthetic_batch, val_batch, o.meta_steps) < 1:
             raise ValueError("MGR needs λ ≥ 0 and a meta period, meta steps, sampler steps and batch sizes of at "
                              "least 1")
-        if pcr_reduction not in ("sum", "mean"):
-            raise ValueError(f"unknown PCR reduction {pcr_reduction!r} (known: sum, mean)")
-        if lookahead not in ("sgd", "adam"):
-            raise ValueError(f"unknown MGR lookahead {lookahead!r} (known: sgd, adam)")
-        if not isinstance(compile, bool):
-            raise ValueError(f"MGR compile must be true or false, got {compile!r}")
-        if backprop_steps is not None and backprop_steps < 1:
-            raise ValueError(f"MGR backprop_steps must be at least 1 (or None for all), got {backprop_steps}")
+        if o.pcr_reduction not in ("sum", "mean"):
+            raise ValueError(f"unknown PCR reduction {o.pcr_reduction!r} (known: sum, mean)")
+        if o.lookahead not in ("sgd", "adam"):
+            raise ValueError(f"unknown MGR lookahead {o.lookahead!r} (known: sgd, adam)")
+        if not isinstance(o.compile, bool):
+            raise ValueError(f"MGR compile must be true or false, got {o.compile!r}")
+        if o.backprop_steps is not None and o.backprop_steps < 1:
+            raise ValueError(f"MGR backprop_steps must be at least 1 (or None for all), got {o.backprop_steps}")
         self.base = base
         self.name = "mgr" if base.name == "ce" else f"mgr+{base.name}"
-        self.weight = weight
-        self.finder_lr = finder_lr
-        self.meta_period = meta_period
-        self.sampler_steps = sampler_steps
-        self.backprop_steps = backprop_steps
-        self.synthetic_batch = synthetic_batch
+        self.weight = o.weight
+        self.finder_lr = o.finder_lr
+        self.meta_period = o.meta_period
+        self.sampler_steps = o.sampler_steps
+        self.backprop_steps = o.backprop_steps
+        self.synthetic_batch = o.synthetic_batch
         self.val_batch = val_batch
-        self.pcr_reduction = pcr_reduction
-        self.finder_conditional = finder_conditional
-        self.lookahead = lookahead
-        self.meta_steps = meta_steps
-        self.compare_random = compare_random
-        self.compile = compile
+        self.pcr_reduction = o.pcr_reduction
+        self.finder_conditional = o.finder_conditional
+        self.lookahead = o.lookahead
+        self.meta_steps = o.meta_steps
+        self.compare_random = o.compare_random
+        self.compile = o.compile
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> MGR:
+        return cls(CrossEntropy(), config.mgr, config.batch_size)
 
     def start(self, setup: MethodSetup) -> None:
         super().start(setup)
@@ -235,3 +242,14 @@ class MGR(Method):
         self.val_before_, self.val_after_, self.val_after_random_, self.shift_ = [], [], [], []
         snapshot = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
         return {**self.base.epoch_snapshot(), **snapshot}
+
+
+class MGRAdaRand(MGR):
+    """MGR's regularizer on top of AdaRand's real-batch loss."""
+
+    name = "mgr+adarand"
+    note = "MGR and AdaRand together"
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> MGRAdaRand:
+        return cls(AdaRand.from_config(config), config.mgr, config.batch_size)

@@ -1,4 +1,4 @@
-"""RandReg: random feature regularization with a fixed class-agnostic prior (ALGORITHMS.md §4).
+"""RandReg: random feature regularization with a fixed class-agnostic prior (docs/algorithms.md §4).
 
 Zhong & Maki, "Regularizing CNN Transfer Learning with Randomised Regression" (CVPR 2020), as the
 RandReg baseline of "Adaptive Random Feature Regularization on Fine-tuning Deep Neural Networks"
@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from genreg_core.config import RandRegOptions, TrainConfig
 from genreg_core.training.methods.base import Forward, Method, Metrics, feature_diagnostics, randn
 
 
@@ -18,11 +19,17 @@ class RandReg(Method):
     """CE plus the squared gap between each feature and a reference vector ``z`` sampled from the prior."""
 
     name = "randreg"
+    note = "RandReg (Zhong & Maki 2020): features pulled toward N(0, I) draws"
 
-    def __init__(self, weight: float = 1.0):
-        if weight < 0:
-            raise ValueError(f"feature-regularization weight λ must be non-negative, got {weight}")
-        self.weight = weight
+    def __init__(self, options: RandRegOptions | None = None):
+        o = options or RandRegOptions()
+        if o.weight < 0:
+            raise ValueError(f"feature-regularization weight λ must be non-negative, got {o.weight}")
+        self.weight = o.weight
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> RandReg:
+        return cls(config.randreg)
 
     def sample_references(self, labels: torch.Tensor, dim: int) -> torch.Tensor:
         """``z ~ N(0, I)``, one per label: (N, d)."""

@@ -1,4 +1,4 @@
-"""Semantic perturbations through exact DDIM inversion (ALGORITHMS.md §6).
+"""Semantic perturbations through exact DDIM inversion (docs/algorithms.md §6).
 
 *Semantic Perturbations with Normalizing Flows for Improved Generalization* (Yüksel et al., ICCV 2021): train on
 decodings of perturbed exact latents of the training images. Ours: the latent of a training image is its DDIM
@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from genreg_core.config import SemanticOptions, TrainConfig
 from genreg_core.diffusion.inversion import decode, invert
 from genreg_core.diffusion.perturbation import DEFAULT_EPS, check_perturbation, perturb_latents
 from genreg_core.features.augment import random_shift_rotate
@@ -35,28 +36,32 @@ class SemanticPerturbation(Method):
     """CE on the real batch mixed at ratio ρ with CE on decodings of perturbed DDIM latents of training images."""
 
     name = "semantic"
+    note = "semantic perturbations (Yüksel et al., ICCV 2021): CE on decodings of perturbed DDIM-inverted latents"
     needs_generator = True
 
-    def __init__(self, perturbation: str = "rand", norm: str = "linf", eps: float | None = None,
-                 alpha: float | None = None, pgd_steps: int = 1, ratio: float = 0.5, tau: int = 500,
-                 sampler_steps: int = 10, augment: bool = True):
-        eps = DEFAULT_EPS.get(perturbation, 0.0) if eps is None else eps
-        check_perturbation(perturbation, norm, eps)
-        if not 0 <= ratio <= 1:
-            raise ValueError(f"semantic mix ratio must lie in [0, 1], got {ratio}")
-        if pgd_steps < 1 or sampler_steps < 1 or tau < 1:
+    def __init__(self, options: SemanticOptions | None = None, augment: bool = True):
+        o = options or SemanticOptions()
+        eps = DEFAULT_EPS.get(o.perturbation, 0.0) if o.eps is None else o.eps
+        check_perturbation(o.perturbation, o.norm, eps)
+        if not 0 <= o.ratio <= 1:
+            raise ValueError(f"semantic mix ratio must lie in [0, 1], got {o.ratio}")
+        if o.pgd_steps < 1 or o.sampler_steps < 1 or o.tau < 1:
             raise ValueError("semantic perturbations need at least 1 PGD step, 1 DDIM step and a depth τ ≥ 1")
-        if alpha is not None and not alpha > 0:
-            raise ValueError(f"PGD step size alpha must be positive, got {alpha}")
-        self.perturbation = perturbation
-        self.norm = norm
+        if o.alpha is not None and not o.alpha > 0:
+            raise ValueError(f"PGD step size alpha must be positive, got {o.alpha}")
+        self.perturbation = o.perturbation
+        self.norm = o.norm
         self.eps = eps
-        self.alpha = eps if alpha is None else alpha
-        self.pgd_steps = pgd_steps
-        self.ratio = ratio
-        self.tau = tau
-        self.sampler_steps = sampler_steps
+        self.alpha = eps if o.alpha is None else o.alpha
+        self.pgd_steps = o.pgd_steps
+        self.ratio = o.ratio
+        self.tau = o.tau
+        self.sampler_steps = o.sampler_steps
         self.augment = augment
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> SemanticPerturbation:
+        return cls(config.semantic, config.augment)
 
     def start(self, setup: MethodSetup) -> None:
         """Invert every training image once: ``latents_`` (N, C, H, W) = ``invert(x_0, y, τ)``."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 
 from genreg_core.analysis.meta_latents import REQUIRED
 from genreg_core.cli.main import main
-from genreg_core.config import FeatureConfig, TrainConfig
+from genreg_core.config import FeatureConfig, GSSLOptions, SemanticOptions, TrainConfig
 from genreg_core.diffusion.inversion import invert
 from genreg_core.features.extractor import build_convnet
 from genreg_core.runs.store import RunStore
@@ -32,7 +31,7 @@ def _setup(digits, generator) -> MethodSetup:
 
 def test_semantic_inverts_the_training_images_once_and_decodes_into_the_data_range(digits, tiny_generator):
     setup = _setup(digits, tiny_generator)
-    method = SemanticPerturbation("away", "linf", 0.3, tau=200, sampler_steps=2)
+    method = SemanticPerturbation(SemanticOptions("away", "linf", 0.3, tau=200, sampler_steps=2))
     method.start(setup)
     torch.testing.assert_close(method.latents_, invert(tiny_generator, setup.images, setup.labels, 200, 2))
     x0, x_pert, y = method.perturbed_batch(setup.model, 8)
@@ -43,23 +42,25 @@ def test_semantic_inverts_the_training_images_once_and_decodes_into_the_data_ran
 
 def test_semantic_ratio_zero_is_plain_cross_entropy_and_bad_arguments_raise(digits, tiny_generator):
     setup = _setup(digits, tiny_generator)
-    method = SemanticPerturbation(ratio=0.0, tau=100, sampler_steps=2)
+    method = SemanticPerturbation(SemanticOptions(ratio=0.0, tau=100, sampler_steps=2))
     method.start(setup)
     x, y = setup.images[:8], setup.labels[:8]
     loss, _ = method.step_loss(setup.model, x, y, lr=1e-2)
     torch.testing.assert_close(loss, F.cross_entropy(setup.model(x), y))
     with pytest.raises(ValueError, match="mix ratio"):
-        SemanticPerturbation(ratio=1.5)
+        SemanticPerturbation(SemanticOptions(ratio=1.5))
     with pytest.raises(ValueError, match="unknown perturbation 'big'"):
-        make_method("semantic", replace(TrainConfig(), semantic_perturbation="big"))
-    assert make_method("semantic", replace(TrainConfig(), semantic_perturbation="adv")).eps == 0.05  # paper default
+        make_method("semantic", TrainConfig(semantic=SemanticOptions(perturbation="big")))
+    adv = TrainConfig(semantic=SemanticOptions(perturbation="adv"))
+    assert make_method("semantic", adv).eps == 0.05  # paper default
 
 
 @pytest.mark.parametrize("sim_weight", [0.0, 1.0])
 def test_gssl_latent_step_lowers_the_meta_objective(sim_weight, digits, tiny_generator):
     """Same augmentations and validation batch before and after (the rng re-seeded): J(z') < J(z)."""
     setup = _setup(digits, tiny_generator)
-    method = GSSL(sim_weight=sim_weight, latent_lr=0.02, bank_per_class=2, sampler_steps=2, synthetic_batch=6)
+    method = GSSL(GSSLOptions(sim_weight=sim_weight, latent_lr=0.02, bank_per_class=2, sampler_steps=2,
+                             synthetic_batch=6))
     method.start(setup)
     x, y, pick = setup.images[::3], setup.labels[::3], torch.tensor([0, 3, 5, 8, 12, 19])
     before_bank = method.latents_.clone()
@@ -92,7 +93,7 @@ def test_gssl_snapshot_is_replayable_like_mgr(digits, tiny_generator):
         method.step_loss(setup.model, setup.images[:8], setup.labels[:8], lr=1e-2)
     snapshot = method.epoch_snapshot()
     assert set(REQUIRED) <= set(snapshot)
-    s = config.gssl_synthetic_batch
+    s = config.gssl.synthetic_batch
     assert snapshot["latents"].shape == (2, s, 1, 16, 16) and snapshot["sample_images"].shape == (s, 1, 16, 16)
     assert snapshot["val_loss_before"].shape == (2,) and torch.isfinite(snapshot["influence"]).all()
     assert (snapshot["sample_classes"] >= 0).all()
@@ -109,7 +110,7 @@ def test_cli_trains_the_latent_methods_with_the_json_contract(method, tmp_path, 
                             "generator_regime"}
     assert payload["method"] == method and payload["epochs"] == 1 and 0 <= payload["test_accuracy"] <= 1
     train = RunStore().load_spec(payload["run_id"]).train
-    assert (train.semantic_perturbation, train.semantic_norm, train.semantic_eps) == ("away", "l2", 0.5)
+    assert (train.semantic.perturbation, train.semantic.norm, train.semantic.eps) == ("away", "l2", 0.5)
 
 
 def test_cli_train_rejects_a_bad_perturbation(capsys):

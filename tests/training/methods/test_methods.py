@@ -123,7 +123,7 @@ def test_mgr_finder_gets_validation_gradient_and_moves(digits, tiny_generator):
     assert moved > 1e-4
     assert all(p.grad is None for p in setup.model.parameters())  # meta steps never touch the classifier's grads
     snapshot = method.epoch_snapshot()
-    assert snapshot["val_loss_before"].shape == (3,) and snapshot["influence"].shape == (config.mgr_synthetic_batch,)
+    assert snapshot["val_loss_before"].shape == (3,) and snapshot["influence"].shape == (config.mgr.synthetic_batch,)
     assert torch.isfinite(snapshot["influence"]).all()
 
 

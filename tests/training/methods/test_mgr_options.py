@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genreg_core.config import FeatureConfig, GeneratorTrainConfig, get_preset
+from genreg_core.config import FeatureConfig, GeneratorTrainConfig, MGROptions, get_preset
 from genreg_core.diffusion.model import Generator, build_scheduler, build_unet
 from genreg_core.features.augment import random_shift_rotate
 from genreg_core.features.extractor import build_convnet
@@ -54,7 +54,7 @@ def test_pcr_is_the_squared_feature_distance_of_two_views(reduction):
 def test_synthetic_images_never_reach_the_ce_loss_or_the_head(digits, tiny_generator):
     model = _tiny_model()
     setup = _setup(digits, tiny_generator, model)
-    method = MGR(CrossEntropy(), weight=5.0, sampler_steps=2, synthetic_batch=4)
+    method = MGR(CrossEntropy(), MGROptions(weight=5.0, sampler_steps=2, synthetic_batch=4))
     method.start(setup)
     x, y = setup.images[:8], setup.labels[:8]
     loss, metrics = method.step_loss(model, x, y, lr=1e-2)
@@ -82,8 +82,9 @@ def test_finder_meta_gradient_matches_a_finite_difference(digits, lookahead_kind
         setup = _setup(digits, generator, model, optimizer, torch.float64)
         F.cross_entropy(model(setup.images), setup.labels).backward()
         optimizer.step()  # non-zero Adam moments for the Adam lookahead
-        method = MGR(CrossEntropy(), weight=20.0, finder_lr=0.0, sampler_steps=2, synthetic_batch=4,
-                     lookahead=lookahead_kind, compare_random=False, finder_conditional=True)
+        method = MGR(CrossEntropy(), MGROptions(weight=20.0, finder_lr=0.0, sampler_steps=2, synthetic_batch=4,
+                                                lookahead=lookahead_kind, compare_random=False,
+                                                finder_conditional=True))
         method.start(setup)
         params = list(method.finder_.parameters())
         with torch.no_grad():  # move off the identity so every finder weight has a gradient
@@ -165,7 +166,7 @@ def test_conditional_finder_starts_as_identity_and_depends_on_the_class():
 
 def test_mgr_records_the_comparison_with_random_latents(digits, tiny_generator):
     model = _tiny_model()
-    method = MGR(CrossEntropy(), sampler_steps=2, synthetic_batch=4, meta_steps=2)
+    method = MGR(CrossEntropy(), MGROptions(sampler_steps=2, synthetic_batch=4, meta_steps=2))
     method.start(_setup(digits, tiny_generator, model))
     metrics = method.meta_step(model, method.setup_.images[:8], method.setup_.labels[:8], lr=1e-2)
     # the finder starts as the identity: the selected samples are the random ones, so the two lookaheads agree
@@ -178,6 +179,6 @@ def test_mgr_records_the_comparison_with_random_latents(digits, tiny_generator):
 
 def test_mgr_rejects_unknown_options():
     with pytest.raises(ValueError, match="PCR reduction"):
-        MGR(CrossEntropy(), pcr_reduction="max")
+        MGR(CrossEntropy(), MGROptions(pcr_reduction="max"))
     with pytest.raises(ValueError, match="lookahead"):
-        MGR(CrossEntropy(), lookahead="rmsprop")
+        MGR(CrossEntropy(), MGROptions(lookahead="rmsprop"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from genreg_core.evaluation.claims import (
+from genreg_core.analysis.claims import (
     claims_markdown,
     compare,
     judge_adarand_finetuning,

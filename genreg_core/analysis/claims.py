@@ -4,7 +4,7 @@ Input is the grid of ``experiments/reproduce.py`` — one row per run with ``ini
 ``per_class``, ``seed``, ``test_accuracy`` and ``seconds`` — and, for the reverse-step claim, sweep rows
 (``t``, ``coverage``, ``recall``) per embedding. Two means differ only when their gap exceeds
 ``max(2 standard errors, 0.5 points)``; a claim with no runs to judge it is "not tested". The same
-rendering serves the README (markdown), ``genreg_core/evaluation/claims.json`` and the Home page.
+rendering serves the README (markdown), ``genreg_core/analysis/claims.json`` and the Home page.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from genreg_core.training.methods import GENERATOR_METHODS
 
 Verdict = Literal["reproduced", "not reproduced", "reversed", "not tested"]
 Comparison = Literal["higher", "lower", "tie"]
@@ -56,7 +58,7 @@ def _cells(rows: list[Row]) -> dict[tuple, list[float]]:
     cells: dict[tuple, list[float]] = {}
     for r in rows:
         protocol = f"{r['init']}, {r['epochs']} ep"
-        for regime in ([r["regime"]] if r["method"] in ("gda", "mgr", "mgr+adarand") else regimes):
+        for regime in ([r["regime"]] if r["method"] in GENERATOR_METHODS else regimes):
             cells.setdefault((protocol, regime, r["method"], r["per_class"]), []).append(r["test_accuracy"])
     return cells
 
@@ -214,6 +216,28 @@ def claims_markdown(claims: list[ClaimResult], link: bool = False) -> str:
         page = f"[{c.page_title}](/{c.page})" if link else c.page_title
         lines.append(f"| {c.claim} | **{c.verdict}** | {c.numbers} | {c.setting} | {page} |")
     return "\n".join(lines) + "\n"
+
+
+README_START = "<!-- claims: written by python -m experiments.reproduce --report-only; do not edit -->"
+README_END = "<!-- /claims -->"
+
+
+def claims_summary(claims: list[ClaimResult], details: str) -> str:
+    """The verdicts alone, one line each, for the README; ``details`` is the link to the table with the numbers."""
+    lines = ["| claim | verdict | see it on |", "|---|---|---|"]
+    lines += [f"| {c.claim} | **{c.verdict}** | {c.page_title} |" for c in claims]
+    return "\n".join(lines) + f"\n\nThe numbers and settings behind each verdict: [{details}]({details}).\n"
+
+
+def write_readme_claims(readme: str | Path, summary: str) -> None:
+    """Replace the README's generated claims block (between ``README_START`` and ``README_END``) with ``summary``;
+    ``ValueError`` when the README has no such block."""
+    path = Path(readme)
+    text = path.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{path} has no generated claims block ({README_START} … {README_END})")
+    path.write_text(text[:start + len(README_START)] + "\n" + summary + text[end:])
 
 
 def save_claims(claims: list[ClaimResult], path: str | Path, meta: dict[str, Any] | None = None) -> None:
