@@ -11,7 +11,9 @@ the embedding-free columns (MSE, label agreement, test accuracy of a CNN trained
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--reference", choices=["same", "disjoint"], default="disjoint")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="experiments/results/mode_collapse.md", help="the tables, as markdown")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lab = open_lab()
@@ -38,18 +41,19 @@ def main() -> None:
                 sampler=SamplerConfig(n_steps=25), reference=args.reference)
     started = time.perf_counter()
     plain = run_sweep(lab, SweepConfig(**base, train_accuracy=True))
-    print(f"{args.n} originals, {args.reference} reference, k = {args.k}, seed {args.seed}\n")
-    print("| t | MSE | label agreement | train acc. on reconstructions |\n|---|---|---|---|")
-    for row in plain.rows:
-        print(f"| {row['t']} | {row['mse']:.3f} | {row['label_agreement']:.3f} | "
-              f"{row['train_accuracy_on_reconstructions']:.3f} |")
+    lines = [f"# Mode collapse: `python -m experiments.mode_collapse {' '.join(sys.argv[1:])}`", "",
+             f"{args.n} originals, {args.reference} reference, k = {args.k}, seed {args.seed}, DDIM 25 steps", "",
+             "| t | MSE | label agreement | train acc. on reconstructions |", "|---|---|---|---|"]
+    lines += [f"| {row['t']} | {row['mse']:.3f} | {row['label_agreement']:.3f} | "
+              f"{row['train_accuracy_on_reconstructions']:.3f} |" for row in plain.rows]
     for embedding in ("classifier", "ssl", "random"):
         result = run_sweep(lab, SweepConfig(**base, embedding=embedding))
-        print(f"\nembedding: {embedding}\n")
-        print("| t | " + " | ".join(METRICS) + " |\n|" + "---|" * (len(METRICS) + 1))
-        for row in result.rows:
-            print(f"| {row['t']} | " + " | ".join(f"{row[m]:.3f}" for m in METRICS) + " |")
-    print(f"\n{time.perf_counter() - started:.0f} s")
+        lines += ["", f"embedding: {embedding}", "", "| t | " + " | ".join(METRICS) + " |",
+                  "|" + "---|" * (len(METRICS) + 1)]
+        lines += [f"| {row['t']} | " + " | ".join(f"{row[m]:.3f}" for m in METRICS) + " |" for row in result.rows]
+    lines += ["", f"{time.perf_counter() - started:.0f} s"]
+    print("\n".join(lines))
+    Path(args.out).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
