@@ -84,5 +84,4 @@ def current_lab() -> Lab:
 
 def lab_key(lab: Lab) -> str:
     """A stable string identifying the lab's data and generator, for ``st.cache_data`` keys."""
-    return json.dumps([asdict(lab.data_config), lab.generator.source, str(lab.device), lab.generator.precision,
-                       lab.generator.compile], sort_keys=True)
+    return lab.key()

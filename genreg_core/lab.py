@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -51,6 +52,12 @@ class Lab:
         if self._train_features is None:
             self._train_features = extract_features(self.extractor, self.dataset.images[self.split.train])
         return self._train_features
+
+    def key(self) -> str:
+        """A stable string naming what a result computed from this lab depends on: the data, the generator, the
+        device, and the generator's precision and compilation (a bf16 result is not an fp32 one)."""
+        return json.dumps([asdict(self.data_config), self.generator.source, str(self.device), self.generator.precision,
+                           self.generator.compile], sort_keys=True)
 
     @property
     def n_classes(self) -> int:

@@ -102,7 +102,7 @@ def run_sweep(lab: Lab, config: SweepConfig, on_progress: SweepProgress | None =
         raise ValueError(f"unknown embedding {config.embedding!r} (known: {', '.join(EMBEDDINGS)})")
     if config.reference not in REFERENCES:
         raise ValueError(f"unknown reference {config.reference!r} (known: {', '.join(REFERENCES)})")
-    key = json.dumps([lab.generator.source, asdict(lab.data_config), str(lab.device), asdict(config)], default=str)
+    key = json.dumps([lab.key(), asdict(config)], default=str)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached

@@ -56,3 +56,14 @@ def test_train_accuracy_and_bad_t(lab):
     with pytest.raises(ValueError, match="outside"):
         run_sweep(lab, SweepConfig(t_values=(0, 5000)))
 
+
+def test_a_lab_at_another_precision_or_compile_never_shares_a_sweep_result(lab):
+    from dataclasses import replace
+
+    config = SweepConfig(t_values=(0, 1000), per_class=2, seed=0, k=2, sampler=SamplerConfig(n_steps=2))
+    fp32 = run_sweep(lab, config)
+    bf16_lab = replace(lab, generator=replace(lab.generator, precision="bf16"))
+    compiled_lab = replace(lab, generator=replace(lab.generator, compile=False))
+    assert len({lab.key(), bf16_lab.key(), compiled_lab.key()}) == 3
+    assert run_sweep(bf16_lab, config) is not fp32
+    assert run_sweep(lab, config) is fp32  # the same lab still hits its cached result
