@@ -39,4 +39,5 @@ def prefetch_first_view(lab: Lab) -> bool:
     size = lab.dataset.image_size ** 2 * lab.n_classes * config.per_class * config.sampler.n_steps
     if lab.device.type != "cuda" and size > PREFETCH_BUDGET:
         return False
-    return prefetch("feature_space", result_key(lab, config), lambda: compute_feature_space(lab, config))
+    return prefetch("feature_space", result_key(lab, config),
+                    lambda progress: compute_feature_space(lab, config, progress))

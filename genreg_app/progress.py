@@ -110,11 +110,26 @@ def cached_with_progress(name: str, key: Hashable, compute: Callable[[Callable],
     return result
 
 
-def prefetch(name: str, key: Hashable, compute: Callable[[], Any]) -> bool:
+class Cancelled(Exception):
+    """Background work given up because the process is exiting."""
+
+
+def raise_if_exiting(done: int = 0, total: int = 0) -> None:
+    """A progress callback for background work: raises :class:`Cancelled` once the main thread has finished (the
+    interpreter is exiting: a script run ended, or Ctrl-C stopped the server), so the work ends at its next step."""
+    if not threading.main_thread().is_alive():
+        raise Cancelled
+
+
+def prefetch(name: str, key: Hashable, compute: Callable[[Callable[[int, int], None]], Any]) -> bool:
     """Compute ``key`` of cache ``name`` ahead of time in a background thread, unless it is cached or already being
     computed; returns whether it started. A page asking for the key meanwhile waits for this computation
     (``cached_with_progress``) instead of starting its own. A failure is not cached: the page then computes the
-    result itself and shows the error."""
+    result itself and shows the error.
+
+    ``compute(progress)`` must call ``progress`` between its steps: at exit it raises :class:`Cancelled` there. The
+    thread is not a daemon, so the interpreter waits for that step instead of tearing torch down under it (which
+    aborts the process with SIGABRT)."""
     cache = result_cache(name)
     if cache.get(key) is not None:
         return False
@@ -125,13 +140,13 @@ def prefetch(name: str, key: Hashable, compute: Callable[[], Any]) -> bool:
     def run() -> None:
         try:
             if cache.get(key) is None:
-                cache.put(key, compute())
-        except Exception:  # noqa: BLE001 - the page computes it again and reports the error where it is seen
+                cache.put(key, compute(raise_if_exiting))
+        except Exception:  # noqa: BLE001 - Cancelled, or a failure the page reports when it computes the key itself
             pass
         finally:
             lock.release()
 
-    threading.Thread(target=run, name=f"genreg-prefetch-{name}", daemon=True).start()
+    threading.Thread(target=run, name=f"genreg-prefetch-{name}", daemon=False).start()
     return True
 
 

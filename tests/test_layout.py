@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,42 @@ def test_test_files_have_unique_basenames():
     names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
 
+
+def test_home_page_process_exits_cleanly(tmp_path):
+    """A process that runs the Home page (whose prefetch starts background work) exits with code 0, not SIGABRT."""
+    code = ("from streamlit.testing.v1 import AppTest\n"
+            "at = AppTest.from_file('app.py', default_timeout=300).run()\n"
+            "assert not at.exception, at.exception\n")
+    env = {**os.environ, "GENREG_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+
+
+def test_a_plain_install_ships_the_claims_and_the_models(tmp_path):
+    """``pip install .`` (no editable source tree): the Home page's claims and the shipped models load from the
+    installed package alone."""
+    import shutil
+
+    source, wheels, target = tmp_path / "source", tmp_path / "wheels", tmp_path / "site"
+    for name in ("genreg_core", "genreg_app"):  # built from a copy: setuptools leaves build/ in its source folder
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(wheels)], check=True,
+                   capture_output=True, timeout=300)
+    wheel = next(wheels.glob("genreg-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)], check=True,
+                   capture_output=True, timeout=300)
+    code = ("import genreg_core, pathlib\n"
+            "from genreg_core.analysis.claims import load_claims\n"
+            "from genreg_core.diffusion.model import DEFAULT_GENERATOR_DIR\n"
+            "claims, meta = load_claims()\n"
+            "print(pathlib.Path(genreg_core.__file__).parent, len(claims), DEFAULT_GENERATOR_DIR.is_dir())\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(target)!r})\n" + code],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    where, n_claims, has_model = done.stdout.split()
+    assert where.startswith(str(target)) and int(n_claims) >= 4 and has_model == "True"

@@ -53,7 +53,7 @@ def warm_up_umap() -> threading.Thread:
         x = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
         Projector("umap", 2, random_state=0, n_epochs=10).fit(x).transform(x[:8])
 
-    thread = threading.Thread(target=work, name="umap-warm-up", daemon=True)
+    thread = threading.Thread(target=work, name="umap-warm-up", daemon=False)  # exit waits: no abort mid-compile
     thread.start()
     return thread
 

@@ -94,9 +94,10 @@ def test_a_prefetched_result_is_computed_once_and_a_failed_prefetch_is_left_to_t
 
     calls, gate = [], threading.Event()
 
-    def slow():
+    def slow(progress):
         calls.append("prefetch")
         assert gate.wait(10)
+        progress(1, 1)
         return "ahead of time"
 
     assert prefetch("test-prefetch", "key", slow)
@@ -109,9 +110,23 @@ def test_a_prefetched_result_is_computed_once_and_a_failed_prefetch_is_left_to_t
     assert calls == ["prefetch", "ahead of time"]
     assert not prefetch("test-prefetch", "key", slow)  # cached
 
-    def broken():
+    def broken(progress=None):
         raise ValueError("bad settings")
 
     assert prefetch("test-prefetch", "broken", broken)
     with pytest.raises(ValueError, match="bad settings"):  # the page computes it itself and sees the error
         cached_with_progress("test-prefetch", "broken", lambda progress: broken(), "computing")
+
+
+def test_background_progress_raises_once_the_main_thread_has_finished(monkeypatch):
+    import threading
+
+    from genreg_app.progress import Cancelled, raise_if_exiting
+
+    raise_if_exiting(1, 2)  # the main thread is alive: nothing happens
+    finished = threading.Thread(target=lambda: None)
+    finished.start()
+    finished.join()
+    monkeypatch.setattr(threading, "main_thread", lambda: finished)
+    with pytest.raises(Cancelled):
+        raise_if_exiting(1, 2)

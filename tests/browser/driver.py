@@ -69,6 +69,13 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
 
+    def interrupt(self, timeout: float = 120.0) -> int:
+        """Ctrl-C: send SIGINT to the server and return its exit code once it has stopped."""
+        import signal
+
+        self._proc.send_signal(signal.SIGINT)
+        return self._proc.wait(timeout)
+
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
