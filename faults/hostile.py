@@ -44,6 +44,7 @@ from genreg_core.diffusion.model import DEFAULT_GENERATOR_DIR
 from genreg_core.runs.store import RunSpec, RunStore
 from genreg_core.runs.worker import execute_run, launch_run
 from tests.archives import make_zip, patch_headers, png, png_claiming, upload_at_once
+from tests.hostile_files import BROKEN_GENERATORS, FOREIGN_FORMATS, broken_generator, foreign_image
 
 KINDS = ("handled", "unclear error", "traceback", "wrong state")  # handled: a clear error, or the right state
 Check = Callable[[], str | None]  # a post-condition: None when the state is right, else what is wrong
@@ -206,6 +207,17 @@ def data_and_model_cases(work: Path) -> list[tuple[str, Callable[[], tuple[str, 
         "class_names not a list": str(generator_copy(work, "g_names", json.dumps({"class_names": "abc"}))),
         "corrupt safetensors": str(generator_copy(work, "g_weights", None, b"\x00" * 100)),
     }
+    for fmt in FOREIGN_FORMATS:
+        for name in ("e.png", "e.jpg"):
+            folders[f"{fmt} behind {name}"] = image_folder(work / f"foreign_{fmt}_{name}", "ab", 5,
+                                                           extra={f"a/{name}": foreign_image(fmt)})
+            cases.append((f"data: {fmt} behind {name}", lambda r=folders[f"{fmt} behind {name}"]: run_cli(
+                ["features", "--dataset", "imagefolder", "--data-root", str(r), "--n", "2"])))
+    for name, make in untrusted_entries(work).items():
+        cases.append((f"data: {name}", lambda r=make: run_cli(
+            ["features", "--dataset", "imagefolder", "--data-root", str(r), "--n", "2"])))
+    for kind in BROKEN_GENERATORS:
+        gens[kind] = str(broken_generator(work, kind))
     for name, source in gens.items():
         args = ["sample", "--per-class", "1", "--guidance", "2", "--generator", source, "--out", "x_gen.npz"]
         cases.append((f"generator: {name}", lambda a=args: run_cli(
@@ -216,6 +228,19 @@ def data_and_model_cases(work: Path) -> list[tuple[str, Callable[[], tuple[str, 
                  ["reconstruct", "--t", "5", "--n", "5000", "--out", "x_t.npz"], ["train", "--method", "nope"]):
         cases.append((" ".join(args), lambda a=args: run_cli(a)))
     return cases
+
+
+def untrusted_entries(work: Path) -> dict[str, Path]:
+    """Data folders with a link out of the root, a link to /proc, a FIFO, a folder and a link loop named .png."""
+    roots = {name: image_folder(work / f"entries_{i}", "ab", 5) for i, name in enumerate(
+        ("class folder linked outside", "class folder linked to /proc/self", "FIFO named .png", "folder named .png",
+         "symlink loop named .png"))}
+    (roots["class folder linked outside"] / "c").symlink_to(work / "one" / "a")
+    (roots["class folder linked to /proc/self"] / "p").symlink_to("/proc/self")
+    os.mkfifo(roots["FIFO named .png"] / "a" / "f.png")
+    (roots["folder named .png"] / "a" / "x.png").mkdir()
+    (roots["symlink loop named .png"] / "a" / "loop.png").symlink_to("loop.png")
+    return roots
 
 
 def store_cases(work: Path) -> list[tuple[str, Callable[[], tuple[str, str]]]]:
@@ -316,6 +341,7 @@ def upload_cases(work: Path) -> list[tuple[str, Callable[[], tuple[str, str]]]]:
         "10,000² png": make_zip({**ok, "a/huge.png": png_claiming(10_000, 10_000)}),
         "20,000² png": make_zip({**ok, "a/huge.png": png_claiming(20_000, 20_000)}),
         "50,001 members (limit 50,000)": make_zip({f"a/{i}.txt": b"" for i in range(50_001)}, zipfile.ZIP_STORED),
+        **{f"{fmt} behind a/e.png": make_zip({**ok, "a/e.png": foreign_image(fmt)}) for fmt in FOREIGN_FORMATS},
         "a directory declaring 600 MB": patch_headers(make_zip({"a/x.bin": rng.bytes(1000), "b/y.png": png()},
                                                                zipfile.ZIP_STORED), 22, struct.pack("<I", 600 << 20)),
     }

@@ -8,7 +8,7 @@ from dataclasses import asdict
 import streamlit as st
 
 from genreg_core.config import DataConfig
-from genreg_core.data.uploads import extract_zip
+from genreg_core.data.uploads import unpack_upload
 from genreg_core.lab import Lab, open_lab
 from genreg_core.paths import genreg_home
 
@@ -48,7 +48,9 @@ def sidebar() -> tuple[DataConfig, str | None, str, str, str]:
             root = None
             if upload is not None:
                 try:
-                    root = str(extract_zip(upload.getvalue(), genreg_home()))
+                    unpacked = unpack_upload(upload.getvalue(), genreg_home())
+                    root = str(unpacked.root)
+                    show_skipped(unpacked.skipped)
                 except ValueError as exc:
                     st.error(str(exc))
             config = DataConfig(name="imagefolder", root=root)
@@ -69,6 +71,20 @@ def sidebar() -> tuple[DataConfig, str | None, str, str, str]:
     return config, source, device, precision, compile
 
 
+def show_skipped(skipped: list) -> None:
+    """A warning naming every entry of a data folder or upload that was not read (never dropped silently)."""
+    if skipped:
+        st.warning(f"{len(skipped)} entries were not read:\n" + "\n".join(f"- `{e.path}`: {e.reason}" for e in skipped))
+
+
+def show_dataset(lab: Lab) -> None:
+    """The loaded dataset's image count per class, and the entries of its folder that were not read."""
+    with st.sidebar:
+        counts = lab.dataset.class_counts()
+        st.caption(f"{len(lab.dataset):,} images: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+        show_skipped(lab.dataset.skipped)
+
+
 def current_lab() -> Lab:
     """The lab for the sidebar's choices (cached); shows a clear error and stops the page on bad input."""
     config, source, device, precision, compile = sidebar()
@@ -76,10 +92,12 @@ def current_lab() -> Lab:
         st.info("Choose an image folder in the sidebar to continue.")
         st.stop()
     try:
-        return _cached_lab(json.dumps(asdict(config), sort_keys=True), source, device, precision, compile)
+        lab = _cached_lab(json.dumps(asdict(config), sort_keys=True), source, device, precision, compile)
     except ValueError as exc:
         st.error(str(exc))
         st.stop()
+    show_dataset(lab)
+    return lab
 
 
 def lab_key(lab: Lab) -> str:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import stat
+import sys
+import tempfile
 from pathlib import Path
 
 from genreg_core.data.datasets import IMAGE_SIZE_RANGE
@@ -84,9 +87,16 @@ def text(value: str) -> str:
 
 
 def _existing_parent(path: Path) -> None:
+    """The folder ``path`` goes in exists and takes a new file (tried with an unnamed temporary file, so nothing is
+    left behind: /proc, a read-only folder or file system are refused here, before any work)."""
     parent = path.parent
     if not parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {parent} does not exist; create it first")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write in folder {parent} ({exc.strerror or exc})") from None
 
 
 def out_file(value: str) -> Path:
@@ -94,6 +104,8 @@ def out_file(value: str) -> Path:
     path = Path(text(value))
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name")
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+        raise argparse.ArgumentTypeError(f"{path} is not a regular file (a device, FIFO or socket); give a file name")
     _existing_parent(path)
     return path
 
@@ -117,3 +129,10 @@ def out_table(value: str) -> Path:
 
 SEED = int_in(0, MAX_SEED)
 IMAGE_SIZE = int_in(*IMAGE_SIZE_RANGE)
+
+
+def warn_skipped(skipped: list) -> list[dict[str, str]]:
+    """Print one warning line per entry of a data folder or upload that was not read; returns them for ``--json``."""
+    for entry in skipped:
+        print(f"genreg: warning: skipped {entry.path} ({entry.reason})", file=sys.stderr)
+    return [entry.as_dict() for entry in skipped]

@@ -10,6 +10,8 @@ import sys
 import torch
 from tqdm import tqdm
 
+from genreg_core.cli.args import MAX_EPOCHS, SEED, int_in, out_folder, warn_skipped
+
 
 def cmd_pretrain_backbone(args: argparse.Namespace) -> int:
     from genreg_core.config import BackboneConfig, DataConfig, FeatureConfig
@@ -18,12 +20,11 @@ def cmd_pretrain_backbone(args: argparse.Namespace) -> int:
     from genreg_core.features.backbone import pretrain_backbone, probe_accuracy, save_backbone
     from genreg_core.features.extractor import build_convnet
 
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     config = BackboneConfig(epochs=args.epochs, seed=args.seed)
     data_config = DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size,
                              split_seed=args.split_seed)
     dataset = load_dataset(data_config)
+    warn_skipped(dataset.skipped)
     split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
     pool = dataset.images[split.train]
     bar = tqdm(total=config.epochs, desc="pretrain-backbone", file=sys.stderr, dynamic_ncols=True)
@@ -55,8 +56,8 @@ def add_backbone_commands(sub, add_data_args) -> None:
     """Register ``pretrain-backbone`` on the CLI's subparsers."""
     p = sub.add_parser("pretrain-backbone", help="self-supervised (SimCLR) backbone on the unlabelled training split")
     add_data_args(p)
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=60)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--out", required=True, help="output folder (backbone.safetensors + backbone.json)")
+    p.add_argument("--out", type=out_folder, required=True, help="output folder (backbone.safetensors + backbone.json)")
     p.set_defaults(func=cmd_pretrain_backbone)

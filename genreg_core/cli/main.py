@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 
@@ -28,11 +29,13 @@ from genreg_core.cli.args import (
     out_file,
     out_folder,
     text,
+    warn_skipped,
 )
 from genreg_core.cli.backbone import add_backbone_commands
 from genreg_core.cli.runs import add_run_commands
 from genreg_core.config import DataConfig, get_preset
 from genreg_core.device import resolve_device
+from genreg_core.library_log import silence_library_logs
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -63,6 +66,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     data_config = _data_config(args)
     dataset = load_dataset(data_config)
+    warn_skipped(dataset.skipped)
     split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
     unet_config = preset.unet
     unet_config.sample_size, unet_config.channels = dataset.image_size, dataset.channels
@@ -97,13 +101,20 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
 
 
 def _save_npz(path, **arrays) -> None:
-    """Write exactly ``path`` (numpy would append ``.npz`` to a bare name)."""
+    """Write exactly ``path`` (numpy would append ``.npz`` to a bare name), whole or not at all: a temporary file
+    beside it is renamed into place, and removed when writing fails (a full disk)."""
+    import os
+    import tempfile
+
     import numpy as np
 
+    fd, tmp = tempfile.mkstemp(prefix=".genreg-", suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
     try:
-        with open(path, "wb") as handle:
+        with os.fdopen(fd, "wb") as handle:
             np.savez_compressed(handle, **arrays)
+        os.replace(tmp, path)
     except OSError as exc:
+        os.unlink(tmp)
         raise ValueError(f"cannot write --out {path}: {exc.strerror or exc}") from exc
 
 
@@ -117,6 +128,7 @@ def cmd_train_features(args: argparse.Namespace) -> int:
     config.seed = args.seed
     data_config = _data_config(args)
     dataset = load_dataset(data_config)
+    warn_skipped(dataset.skipped)
     split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
     bar = _progress(config.epochs, "train-features")
 
@@ -135,10 +147,14 @@ def cmd_train_features(args: argparse.Namespace) -> int:
 
 
 def _open_lab(args: argparse.Namespace):
+    """The lab of the command's data and generator flags; its skipped data entries are warned about on stderr and
+    kept in ``args.skipped`` for ``--json``."""
     from genreg_core.lab import open_lab
 
-    return open_lab(_data_config(args), args.generator, args.device, precision=args.precision or "auto",
-                    compile=args.compile)
+    lab = open_lab(_data_config(args), args.generator, args.device, precision=args.precision or "auto",
+                   compile=args.compile)
+    args.skipped = warn_skipped(lab.dataset.skipped)
+    return lab
 
 
 def _sampler_config(args: argparse.Namespace):
@@ -220,6 +236,10 @@ def cmd_features(args: argparse.Namespace) -> int:
                                 run_id=args.run, k=args.k, seed=args.seed, sampler=_sampler_config(args),
                                 embedding=args.embedding, reference=args.reference)
     lab = _open_lab(args)
+    if args.source == "folder":
+        from genreg_core.data.datasets import scan_image_folder
+
+        args.skipped += warn_skipped(scan_image_folder(args.folder).skipped)
     bar = _progress(1, f"features ({args.source})")
 
     def on_progress(done: int, total: int) -> None:
@@ -228,7 +248,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     result = compute_feature_space(lab, config, on_progress)
     bar.close()
-    payload = {**result.metrics.to_json_dict(), "embedding": config.embedding, "reference": config.reference}
+    payload = {**result.metrics.to_json_dict(), "embedding": config.embedding, "reference": config.reference,
+               "skipped": args.skipped}
     if args.json:
         print(json.dumps(payload))
     else:
@@ -366,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a bad value or an expected failure prints one line and returns 2."""
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")  # read when diffusers is imported: no library warnings
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    silence_library_logs()
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # it logs a traceback for a locked store
     parser = build_parser()
     try:

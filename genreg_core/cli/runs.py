@@ -20,7 +20,23 @@ from genreg_core.cli.args import (
     out_table,
     per_class_or_all,
     text,
+    warn_skipped,
 )
+
+
+def check_before_training(train, data, generator: str | None) -> list[dict[str, str]]:
+    """Every flag, the data folder's listing and headers, and the generator (loaded and validated), before a run is
+    recorded or a progress bar drawn; returns the data entries that will not be read (warned about on stderr)."""
+    from genreg_core.data.datasets import dataset_shape, scan_image_folder
+    from genreg_core.diffusion.model import load_generator
+    from genreg_core.lab import check_shape
+    from genreg_core.training.loop import check_train_config
+
+    check_train_config(train)
+    skipped = scan_image_folder(data.root).skipped if data.name == "imagefolder" and data.root else []
+    channels, image_size = dataset_shape(data)
+    check_shape(load_generator(generator), channels, image_size)
+    return warn_skipped(skipped)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -38,6 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                              norm=args.norm, eps=args.eps))
     train = train.mgr_teaching() if args.mgr_teaching else train
     data = DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
+    skipped = check_before_training(train, data, args.generator)
     store = RunStore()
     run_id = store.create_run(RunSpec(train, data, args.generator, args.device))
     bar = tqdm(total=train.epochs, desc=f"train {args.method}", file=sys.stderr, dynamic_ncols=True)
@@ -59,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = execute_run(store, run_id, max_concurrent=args.max_concurrent, on_epoch=on_epoch,
                              on_generator_step=on_generator_step)
-    except FloatingPointError as exc:
+    except (FloatingPointError, OSError) as exc:  # a non-finite loss; the run's folder removed while it ran
         raise ValueError(f"run {run_id} failed: {exc}") from exc
     finally:
         bar.close()
@@ -69,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                "generator_regime": args.generator_regime,
                "best_val_loss": result.best_val_loss if result else None,
                "test_accuracy": result.test_accuracy if result else None,
-               "epochs": len(result.history) if result else 0, "run_id": run_id}
+               "epochs": len(result.history) if result else 0, "run_id": run_id, "skipped": skipped}
     print(json.dumps(payload) if args.json else "\n".join(f"{k:>14}: {v}" for k, v in payload.items()))
     return 0
 

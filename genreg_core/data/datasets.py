@@ -9,8 +9,9 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,12 @@ import torch.nn.functional as F
 from genreg_core.config import DataConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# the only decoders Pillow is allowed to use, whatever a file's name or content: no other plugin (Ghostscript's EPS,
+# TIFF, PDF...) is ever reached. MPO is how Pillow's JPEG decoder names a multi-picture JPEG.
+ACCEPTED_FORMATS = ("PNG", "JPEG")
+DECODED_FORMATS = ("PNG", "JPEG", "MPO")
+# GENREG_FOLLOW_LINKS=1: follow symbolic links in a data folder, as long as they stay inside it (default: refuse)
+FOLLOW_LINKS_ENV = "GENREG_FOLLOW_LINKS"
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 TORCHVISION_CHANNELS = {"mnist": 1, "fashion-mnist": 1, "cifar10": 3}
 # an image larger than this is refused before it is decoded (PIL's own bomb check is far higher)
@@ -27,6 +34,26 @@ MAX_IMAGE_PIXELS = int(os.environ.get("GENREG_MAX_IMAGE_PIXELS", 25_000_000))
 # an image folder whose decoded tensor would be larger than this is refused before loading
 IMAGE_SIZE_RANGE = (4, 512)  # allowed image sides in pixels
 MAX_DATASET_BYTES = int(float(os.environ.get("GENREG_MAX_DATASET_MB", 2048)) * 2**20)
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    """An entry of a data folder or upload that was not read, and why (shown as a warning, never dropped silently)."""
+
+    path: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class FolderListing:
+    """What :func:`scan_image_folder` found: the images with their labels, the classes, the entries not read."""
+
+    files: list[tuple[Path, int]]
+    class_names: list[str]
+    skipped: list[SkippedEntry]
 
 
 @dataclass
@@ -37,6 +64,12 @@ class ImageDataset:
     labels: torch.Tensor
     class_names: list[str]
     name: str
+    skipped: list[SkippedEntry] = field(default_factory=list)  # entries of the folder that were not read
+
+    def class_counts(self) -> dict[str, int]:
+        """Images per class, in class order."""
+        counts = torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
+        return dict(zip(self.class_names, counts))
 
     @property
     def n_classes(self) -> int:
@@ -84,17 +117,24 @@ def load_digits_dataset(image_size: int = 16) -> ImageDataset:
 
 
 def open_image(path, name: str, max_pixels: int | None = None):
-    """Open an image lazily (header only); ``ValueError`` for one with more than ``max_pixels`` pixels."""
-    from PIL import Image
+    """Open a PNG or JPEG lazily (header only), whatever its name; ``ValueError`` naming it for any other format or
+    for one with more than ``max_pixels`` pixels. Pillow tries only the decoders of ``ACCEPTED_FORMATS``."""
+    from PIL import Image, UnidentifiedImageError
 
     max_pixels = max_pixels or MAX_IMAGE_PIXELS
     limit = f"the limit is {max_pixels:,} pixels (GENREG_MAX_IMAGE_PIXELS)"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(path, formats=list(ACCEPTED_FORMATS))
     except Image.DecompressionBombError as exc:  # PIL's own check, at twice its default limit
         raise ValueError(f"image {name} is too large ({exc}); {limit}") from exc
+    except UnidentifiedImageError as exc:
+        raise ValueError(f"image {name} is not a PNG or JPEG file (genreg reads only those, whatever the file "
+                         "name says)") from exc
+    if img.format not in DECODED_FORMATS:  # never reached: Pillow honours formats=; kept as a guard
+        img.close()
+        raise ValueError(f"image {name} is a {img.format} file; genreg reads only PNG and JPEG")
     width, height = img.size
     if width * height > max_pixels:
         img.close()
@@ -102,16 +142,30 @@ def open_image(path, name: str, max_pixels: int | None = None):
     return img
 
 
+def open_regular_file(path: Path):
+    """``path`` opened for reading only if it is a regular file (not a link, FIFO, device or socket), checked on
+    the open descriptor itself so nothing swapped in after a listing is ever read; ``ValueError`` otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise ValueError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _special(path)
+    return os.fdopen(fd, "rb")
+
+
 def _read_image(path: Path | io.BytesIO, image_size: int, channels: int, name: str | None = None) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     name = name or str(path)
+    handle = open_regular_file(path) if isinstance(path, Path) else path
     try:
-        with open_image(path, name) as img:
+        with handle, open_image(handle, name) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (OSError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
         raise ValueError(f"cannot read image {name}: {exc}") from exc
     if array.ndim == 2:
         array = array[None]
@@ -121,39 +175,128 @@ def _read_image(path: Path | io.BytesIO, image_size: int, channels: int, name: s
 
 
 def _is_grayscale(path: Path) -> bool:
-    from PIL import UnidentifiedImageError
-
     try:
-        with open_image(path, str(path)) as img:
+        with open_regular_file(path) as handle, open_image(handle, str(path)) as img:
             return img.mode in ("1", "L", "LA", "I", "I;16", "F")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
 
 
-def list_image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
-    """The ``(path, label)`` pairs and class names of ``ROOT/<class_name>/*.png|jpg|jpeg``, without decoding.
+def follow_links_default() -> bool:
+    """Whether ``GENREG_FOLLOW_LINKS=1`` asks to follow symbolic links that stay inside a data folder."""
+    return os.environ.get(FOLLOW_LINKS_ENV, "").strip() == "1"
 
-    Raises ``ValueError`` naming the offending path for a missing root, no or too few class folders,
-    an empty class, or a file that is not an image file.
+
+def resolve_inside(path: Path, root: Path, follow_links: bool) -> Path:
+    """The real path of ``path``, an entry of the (resolved) folder ``root``; ``ValueError`` naming it for a
+    symbolic link (unless ``follow_links``), a link that cannot be resolved (a loop) or one that leaves ``root``."""
+    if not path.is_symlink():
+        return path
+    if not follow_links:
+        raise ValueError(f"{path} is a symbolic link; genreg does not follow links in a data folder (set "
+                         f"{FOLLOW_LINKS_ENV}=1 to follow links that stay inside {root})")
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # a loop (RuntimeError before Python 3.13), a dangling link
+        raise ValueError(f"{path} is a symbolic link that cannot be followed ({exc})") from exc
+    if not real.is_relative_to(root):
+        raise ValueError(f"{path} is a symbolic link to {real}, outside the data folder {root}; refused")
+    return real
+
+
+def _entry_kind(path: Path, real: Path) -> str:
+    """``dir``, ``file`` or ``special`` (FIFO, device, socket), from ``real``'s status; never opens it."""
+    try:
+        mode = real.stat().st_mode
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "special"
+
+
+def _special(path: Path) -> ValueError:
+    return ValueError(f"{path} is a special file (a FIFO, device or socket), not an image file; genreg never opens "
+                      "one")
+
+
+def _sorted_entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        raise ValueError(f"cannot list {folder}: {exc.strerror or exc}") from exc
+
+
+def _class_files(class_dir: Path, root: Path, label: int, follow_links: bool,
+                 skipped: list[SkippedEntry]) -> list[tuple[Path, int]]:
+    """The image files of one class folder; every other entry is an error or a skipped entry."""
+    files = []
+    for path in _sorted_entries(class_dir):
+        if path.name.startswith("."):
+            skipped.append(SkippedEntry(str(path), "hidden file"))
+            continue
+        real = resolve_inside(path, root, follow_links)
+        kind = _entry_kind(path, real)
+        image_name = path.suffix.lower() in IMAGE_SUFFIXES
+        if kind == "special":
+            raise _special(path)
+        if kind == "dir":
+            if image_name:
+                raise ValueError(f"{path} is a folder, not an image file")
+            skipped.append(SkippedEntry(str(path), "a folder inside a class folder (not read)"))
+            continue
+        if not image_name:
+            raise ValueError(f"{path} is not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
+        files.append((real, label))
+    if not files:
+        raise ValueError(f"class folder {class_dir} is empty")
+    return files
+
+
+def scan_image_folder(root: str | Path, follow_links: bool | None = None) -> FolderListing:
+    """The ``(path, label)`` pairs, class names and skipped entries of ``ROOT/<class_name>/*.png|jpg|jpeg``,
+    without decoding.
+
+    ``root`` is resolved once; nothing outside it is read. Raises ``ValueError`` naming the offending path for a
+    missing root, no or too few class folders, an empty class, a file that is not an image file, a folder named
+    like an image, a special file (FIFO, device, socket), and a symbolic link (unless ``follow_links``, default
+    ``GENREG_FOLLOW_LINKS=1``, and then only one that stays inside the root). Hidden entries, files beside the
+    class folders and folders inside a class folder are not read: they are listed in ``skipped``.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"image folder {root} does not exist or is not a directory")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    follow_links = follow_links_default() if follow_links is None else follow_links
+    given = Path(root)
+    if not given.is_dir():
+        raise ValueError(f"image folder {given} does not exist or is not a directory")
+    root = given.resolve()
+    skipped: list[SkippedEntry] = []
+    class_dirs = []
+    for path in _sorted_entries(root):
+        if path.name.startswith("."):
+            skipped.append(SkippedEntry(str(path), "hidden entry"))
+            continue
+        kind = _entry_kind(path, resolve_inside(path, root, follow_links))
+        if kind == "special":
+            raise _special(path)
+        if kind == "file":
+            skipped.append(SkippedEntry(str(path), "a file beside the class folders (not in a class folder)"))
+            continue
+        class_dirs.append(path)
     if not class_dirs:
-        raise ValueError(f"image folder {root} has no class folders (expected ROOT/<class_name>/*.png)")
+        raise ValueError(f"image folder {given} has no class folders (expected ROOT/<class_name>/*.png)")
     if len(class_dirs) < 2:
-        raise ValueError(f"image folder {root} has only one class folder ({class_dirs[0].name}); need at least 2")
+        raise ValueError(f"image folder {given} has only one class folder ({class_dirs[0].name}); need at least 2")
     files: list[tuple[Path, int]] = []
     for label, class_dir in enumerate(class_dirs):
-        entries = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-        for path in entries:
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise ValueError(f"{path} is not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
-        if not entries:
-            raise ValueError(f"class folder {class_dir} is empty")
-        files.extend((path, label) for path in entries)
-    return files, [d.name for d in class_dirs]
+        files.extend(_class_files(class_dir, root, label, follow_links, skipped))
+    return FolderListing(files, [d.name for d in class_dirs], skipped)
+
+
+def list_image_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """The ``(path, label)`` pairs and class names of :func:`scan_image_folder`."""
+    listing = scan_image_folder(root)
+    return listing.files, listing.class_names
 
 
 def folder_channels(files: list[tuple[Path, int]]) -> int:
@@ -168,7 +311,8 @@ def load_image_folder(root: str | Path, image_size: int = 16, channels: int | No
     offending path (see :func:`list_image_folder`, plus unreadable or over-large images), and when the
     decoded set would exceed ``MAX_DATASET_BYTES``.
     """
-    files, class_names = list_image_folder(root)
+    listing = scan_image_folder(root)
+    files, class_names = listing.files, listing.class_names
     if channels is None:
         channels = folder_channels(files)
     if channels not in (1, 3):
@@ -182,7 +326,7 @@ def load_image_folder(root: str | Path, image_size: int = 16, channels: int | No
     for i, (path, _) in enumerate(files):
         images[i] = _read_image(path, image_size, channels)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    return ImageDataset(images, labels, class_names, f"imagefolder:{Path(root).name}")
+    return ImageDataset(images, labels, class_names, f"imagefolder:{Path(root).name}", listing.skipped)
 
 
 def load_uploaded_images(files: list[tuple[str, bytes]], image_size: int, channels: int) -> torch.Tensor:

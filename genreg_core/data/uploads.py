@@ -6,6 +6,9 @@ members, unsupported compression and each image's pixel count. The members are t
 staging folder with a running size total and the folder is renamed into place, so a failure at any point
 removes what was written and two identical uploads at once both succeed; a staging folder left by a process
 that was killed mid-upload is removed by the next upload after an hour. Every failure is a ``ValueError``.
+Images are decoded only as PNG or JPEG (``datasets.ACCEPTED_FORMATS``), whatever their names; members are
+written as regular files only (a symbolic link in the archive is never created), and the hidden and macOS
+members that are not unpacked are reported by :func:`unpack_upload`, never dropped silently.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from genreg_core.data.datasets import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, open_image
+from genreg_core.data.datasets import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, SkippedEntry, open_image
 
 CHUNK = 1 << 20  # bytes per streamed read
 STALE_STAGING_S = 3600  # a staging folder untouched this long belongs to an upload whose process was killed
@@ -36,13 +39,27 @@ class UploadLimits:
     max_ratio: int = 100  # uncompressed / compressed size of a member above 1 MiB (zip bombs reach 1000)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """An unpacked upload: the folder of class folders and the archive's members that were not unpacked."""
+
+    root: Path
+    skipped: list[SkippedEntry]
+
+
 def extract_zip(data: bytes, home: Path, limits: UploadLimits | None = None) -> Path:
     """Unpack a zip of ``ROOT/<class>/*.png`` into a content-addressed folder; returns the folder of class folders."""
+    return unpack_upload(data, home, limits).root
+
+
+def unpack_upload(data: bytes, home: Path, limits: UploadLimits | None = None) -> Upload:
+    """:func:`extract_zip`, also naming the hidden and macOS members that were not unpacked."""
     limits = limits or UploadLimits()
     uploads = Path(home) / "uploads"
     target = uploads / hashlib.sha256(data).hexdigest()[:16]
     if target.is_dir():
-        return zip_root(target)
+        with _open_archive(data) as archive:
+            return Upload(zip_root(target), _skipped_members(archive))
     try:
         uploads.mkdir(parents=True, exist_ok=True)
         _remove_stale_staging(uploads)
@@ -54,6 +71,7 @@ def extract_zip(data: bytes, home: Path, limits: UploadLimits | None = None) -> 
             members = _checked_members(archive, staging, limits)
             _check_images(archive, members, limits)
             _write_members(archive, members, staging, limits)
+            skipped = _skipped_members(archive)
         _publish(staging, target)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError,
             zlib.error) as exc:
@@ -62,7 +80,7 @@ def extract_zip(data: bytes, home: Path, limits: UploadLimits | None = None) -> 
         raise ValueError(f"cannot unpack the upload under {uploads}: {exc.strerror or exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return zip_root(target)
+    return Upload(zip_root(target), skipped)
 
 
 def _remove_stale_staging(uploads: Path) -> None:
@@ -87,6 +105,12 @@ def _skipped(name: str) -> bool:
     """macOS resource forks and hidden files are not part of the image folder."""
     return any(part.startswith(".") and part not in (".", "..") or part == "__MACOSX"
                for part in PurePosixPath(name).parts)
+
+
+def _skipped_members(archive: zipfile.ZipFile) -> list[SkippedEntry]:
+    """The files of the archive that are not unpacked (hidden files, macOS resource forks)."""
+    return [SkippedEntry(f"{m.filename} in the upload", "hidden file or macOS metadata (not unpacked)")
+            for m in archive.infolist() if not m.is_dir() and _skipped(m.filename)]
 
 
 def _checked_members(archive: zipfile.ZipFile, staging: Path, limits: UploadLimits) -> list[zipfile.ZipInfo]:

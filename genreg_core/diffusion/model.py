@@ -17,6 +17,16 @@ import torch
 
 from genreg_core.config import GeneratorTrainConfig, UNetConfig
 from genreg_core.diffusion.acceleration import Precision, check_compile_flag, compile_module, resolve_precision
+from genreg_core.diffusion.validation import (
+    WEIGHTS_NAME,
+    check_loaded_unet,
+    check_schedule,
+    check_scheduler_config,
+    check_weight_file,
+    meta_unet,
+    read_config,
+)
+from genreg_core.library_log import captured_library_logs, folded
 
 DEFAULT_GENERATOR_DIR = Path(__file__).parents[1] / "assets" / "digits-ddpm"
 METADATA_FILE = "genreg.json"
@@ -163,48 +173,89 @@ def _looks_like_hub_id(source: str) -> bool:
             and not Path(parts[0]).exists() and all(c.isalnum() or c in "-_." for c in source.replace("/", "")))
 
 
+def _checked_local_unet(folder: Path, unet_dir: Path) -> dict[str, Any]:
+    """The UNet config of a local folder, after its config and its weight file's header pass every check."""
+    config_path = unet_dir / "config.json"
+    unet_config = read_config(config_path, folder)
+    expected = {k: v.shape for k, v in meta_unet(unet_config, str(config_path)).state_dict().items()}
+    check_weight_file(unet_dir / WEIGHTS_NAME, folder, expected)
+    return unet_config
+
+
+def _load_local(path: Path):
+    """(UNet, its loading info, scheduler) of a local ``DDPMPipeline`` or ``UNet2DModel`` folder, checked first."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    folder = path.resolve()
+    if (path / "model_index.json").exists():
+        _checked_local_unet(folder, folder / "unet")
+        sched_path = folder / "scheduler" / "scheduler_config.json"
+        if (folder / "scheduler").is_dir():
+            sched_config = read_config(sched_path, folder)
+            check_scheduler_config(sched_config, str(sched_path))
+            scheduler = DDPMScheduler.from_config(sched_config)
+        else:
+            scheduler = DDPMScheduler()
+        unet, info = UNet2DModel.from_pretrained(folder, subfolder="unet", use_safetensors=True,
+                                                 low_cpu_mem_usage=False, output_loading_info=True)
+        return unet, info, scheduler
+    unet_config = _checked_local_unet(folder, folder)
+    scheduler = DDPMScheduler(num_train_timesteps=unet_config.get("num_train_timesteps") or 1000)
+    unet, info = UNet2DModel.from_pretrained(folder, use_safetensors=True, low_cpu_mem_usage=False,
+                                             output_loading_info=True)
+    return unet, info, scheduler
+
+
+def _load_hub(source: str):
+    """(UNet, its loading info, scheduler) of a hub id; the configs are checked before the weights are loaded."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    meta_unet(dict(UNet2DModel.load_config(source, subfolder="unet")), f"{source} unet/config.json")
+    sched_config = dict(DDPMScheduler.load_config(source, subfolder="scheduler"))
+    check_scheduler_config(sched_config, f"{source} scheduler/scheduler_config.json")
+    unet, info = UNet2DModel.from_pretrained(source, subfolder="unet", use_safetensors=True, low_cpu_mem_usage=False,
+                                             output_loading_info=True)
+    return unet, info, DDPMScheduler.from_config(sched_config)
+
+
 def load_generator(source: str | Path | None = None, device: torch.device | str = "cpu",
                    precision: Precision = "auto", compile: bool | None = None) -> Generator:
-    """Load a generator in eval mode, frozen.
+    """Load a generator in eval mode, frozen, after checking it (``genreg_core.diffusion.validation``).
 
     ``source`` is ``None`` (the shipped digits model), a local ``DDPMPipeline`` folder, a local
     ``UNet2DModel`` folder (default DDPM schedule), or a hub id (needs the network). Only safetensors
-    weights are read; a missing or corrupt checkpoint raises ``ValueError`` that names the path.
+    weights are read, and only when every weight the model expects is there; a missing, corrupt or broken
+    checkpoint (non-finite weights or schedule, T outside [1, 100,000], a UNet too large to allocate, a probe
+    call with non-finite output) raises ``ValueError`` that names the path, with the library's reason folded in.
     ``precision`` and ``compile`` say how the samplers run its UNet (``genreg_core.diffusion.acceleration``).
     """
-    from diffusers import DDPMScheduler, UNet2DModel
+    import diffusers  # noqa: F401 - imported before its loggers are captured (it configures them on import)
 
     resolve_precision(precision, torch.device(device))
     check_compile_flag(compile)
 
     path = Path(source) if source is not None else DEFAULT_GENERATOR_DIR
-    try:
-        if path.is_dir() and (path / "model_index.json").exists():
-            unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True, low_cpu_mem_usage=False)
-            sched_dir = path / "scheduler"
-            scheduler = (DDPMScheduler.from_pretrained(path, subfolder="scheduler") if sched_dir.is_dir()
-                         else DDPMScheduler())
-        elif path.is_dir() and (path / "config.json").exists():
-            unet = UNet2DModel.from_pretrained(path, use_safetensors=True, low_cpu_mem_usage=False)
-            scheduler = DDPMScheduler(num_train_timesteps=unet.config.num_train_timesteps or 1000)
-        elif path.exists():
+    where = str(path) if path.exists() else str(source)
+    if not (path.is_dir() and ((path / "model_index.json").exists() or (path / "config.json").exists())):
+        if path.exists():
             raise ValueError(f"{path} is not a diffusers UNet2DModel or DDPMPipeline folder")
-        elif source is not None and _looks_like_hub_id(str(source)):
-            unet = UNet2DModel.from_pretrained(str(source), subfolder="unet", use_safetensors=True,
-                                               low_cpu_mem_usage=False)
-            scheduler = DDPMScheduler.from_pretrained(str(source), subfolder="scheduler")
-        else:
+        if source is None or not _looks_like_hub_id(str(source)):
             raise ValueError(f"generator {source} does not exist (no such folder)")
-    except ValueError:
-        raise
-    except Exception as exc:  # diffusers raises OSError, EnvironmentError, safetensors errors...
-        if not path.exists():
-            raise ValueError(f"generator {source}: there is no such local folder, and loading it as a hub id "
-                             f"failed: {exc}") from exc
-        raise ValueError(f"cannot load generator from {path}: {exc}") from exc
-    metadata = _read_metadata(path) if path.is_dir() else {}
-    _check_metadata(unet, metadata, path)
-    unet.eval().requires_grad_(False).to(device)
+    with captured_library_logs() as logs:
+        try:
+            unet, info, scheduler = _load_local(path) if path.exists() else _load_hub(str(source))
+            metadata = _read_metadata(path) if path.is_dir() else {}
+            _check_metadata(unet, metadata, path)
+            check_schedule(scheduler, where)
+            unet.eval().requires_grad_(False).to(device)
+            check_loaded_unet(unet, info, where)
+        except ValueError as exc:
+            raise ValueError(f"cannot load generator from {where}: {exc}") from exc
+        except Exception as exc:  # diffusers raises OSError, EnvironmentError, safetensors errors...
+            if not path.exists():
+                raise ValueError(f"generator {source}: there is no such local folder, and loading it as a hub id "
+                                 f"failed: {exc}{folded(logs)}") from exc
+            raise ValueError(f"cannot load generator from {path}: {exc}{folded(logs)}") from exc
     return Generator(
         unet=unet,
         scheduler=scheduler,

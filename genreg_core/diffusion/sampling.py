@@ -184,6 +184,15 @@ def _unet_runner(generator: Generator, n_images: int, n_steps: int, batch_size: 
     return BucketedUNet(generator.compiled_unet(), batch_size * (2 if guidance else 1))
 
 
+def check_finite(images: torch.Tensor, generator: Generator) -> torch.Tensor:
+    """``images`` if every value is finite, else ``ValueError``: a broken generator's batch is never returned."""
+    if not torch.isfinite(images).all():
+        n_bad = int((~torch.isfinite(images.flatten(1))).any(dim=1).sum())
+        raise ValueError(f"generator {generator.source} produced {n_bad} of {images.shape[0]} images with NaN or "
+                         "infinite values; nothing was written")
+    return images
+
+
 def _batches(n: int, batch_size: int):
     for start in range(0, n, batch_size):
         yield slice(start, min(n, start + batch_size))
@@ -247,7 +256,8 @@ def reconstruct(generator: Generator, x0: torch.Tensor, labels: torch.Tensor | N
     for i, sl in enumerate(_batches(x0.shape[0], batch_size)):
         x_t = _start_point(generator, x0[sl].to(device), t, noise[sl].to(device))
         batch_labels = labels[sl].to(device) if labels is not None else None
-        out[sl] = reverse_process(generator, x_t, batch_labels, t, sampler, rng, unet=runner).images.to(out.device)
+        out[sl] = check_finite(reverse_process(generator, x_t, batch_labels, t, sampler, rng, unet=runner).images,
+                               generator).to(out.device)
         if on_progress is not None:
             on_progress(i + 1, n_batches)
     return out
@@ -277,6 +287,7 @@ def reconstruct_view(generator: Generator, x0: torch.Tensor, labels: torch.Tenso
     x_t = _start_point(generator, x0.to(device), t, noise.to(device))
     result = reverse_process(generator, x_t, labels.to(device) if labels is not None else None, t, sampler, rng,
                              record_trajectory=True)
+    check_finite(result.images, generator)
     return ReconstructionView(x_t.cpu().clamp(-1, 1), result.images.cpu(), result.steps, result.x0_trajectory)
 
 

@@ -56,8 +56,9 @@ def test_features_json_contract(capsys):
     assert main(["features", "--source", "reconstruct", "--t", "300", "--n", "6", "--k", "3", "--sampler-steps", "3",
                  "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert set(payload) == METRIC_KEYS | {"k", "n_real", "n_synthetic", "per_class", "embedding", "reference"}
-    assert (payload["embedding"], payload["reference"]) == ("classifier", "same")
+    assert set(payload) == METRIC_KEYS | {"k", "n_real", "n_synthetic", "per_class", "embedding", "reference",
+                                          "skipped"}
+    assert (payload["embedding"], payload["reference"]) == ("classifier", "same") and payload["skipped"] == []
     assert payload["n_real"] == payload["n_synthetic"] == 60 and payload["k"] == 3
     assert [row["class"] for row in payload["per_class"]] == list(range(10))
     assert all(METRIC_KEYS <= set(row) for row in payload["per_class"])

@@ -1,5 +1,6 @@
 """Every bad value on the command line: exit code 2, one line naming the flag, and no work done."""
 
+import argparse
 import json
 import shutil
 
@@ -168,3 +169,69 @@ def test_an_image_folder_too_large_for_memory_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="more than the 0 MB limit"):
         load_image_folder(root, 16)
     assert len(load_image_folder(root, 8)) == 10
+
+
+def _numeric_flags():
+    """(command, flag) of every flag parsed as a number, found in the parser itself."""
+    from genreg_core.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    found = []
+    for command, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.option_strings and getattr(action.type, "__name__", "") == "parse":
+                found.append((command, action.option_strings[0]))
+    return found
+
+
+REQUIRED = {"sample": ["--per-class", "1", "--out", "x.npz"], "reconstruct": ["--t", "5", "--n", "2", "--out", "x.npz"],
+            "train-generator": ["--out", "g"], "train-features": ["--out", "f"], "train": ["--method", "ce"],
+            "pretrain-backbone": ["--out", "b"]}
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", str(2**64)])
+def test_every_numeric_flag_refuses_nan_inf_negative_and_huge(value, no_work, capsys):
+    flags = _numeric_flags()
+    assert len(flags) > 30 and ("pretrain-backbone", "--epochs") in flags
+    for command, flag in flags:
+        base = list(REQUIRED.get(command, []))
+        if flag in base:  # replace the required value by the bad one
+            base[base.index(flag) + 1] = value
+            args = [command] + base
+        else:
+            args = [command] + base + [flag, value]
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and flag in err[0], (args, err)
+    assert list(no_work.iterdir()) == []
+
+
+@pytest.mark.parametrize("out, message", [("/dev/full", "is not a regular file"), ("/proc/x.npz", "cannot write in"),
+                                          (".", "is a folder")])
+def test_out_that_cannot_take_the_file_is_refused_before_work(out, message, no_work, capsys):
+    assert main(["sample", "--per-class", "1", "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and message in err[0]
+
+
+@pytest.mark.parametrize("kind", ["nan weights", "nan betas", "T = 0", "T = 1e12", "half the tensors", "no weights"])
+def test_a_broken_generator_is_one_line_and_writes_nothing(tmp_path, kind, capfd):
+    from tests.hostile_files import broken_generator
+
+    folder = broken_generator(tmp_path, kind)
+    assert main(["sample", "--per-class", "1", "--sampler-steps", "1", "--generator", str(folder),
+                 "--out", str(tmp_path / "x.npz")]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("genreg: error: cannot load generator from"), err
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_train_checks_the_generator_before_recording_a_run(tmp_path, monkeypatch, capfd):
+    from tests.hostile_files import broken_generator
+
+    monkeypatch.setattr("genreg_core.runs.store.RunStore.create_run",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("a run was recorded")))
+    folder = broken_generator(tmp_path, "nan weights")
+    assert main(["train", "--method", "gda", "--preset", "tiny", "--generator", str(folder)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NaN or infinite" in err[0] and "%" not in err[0], err  # no progress bar either

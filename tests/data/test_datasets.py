@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,86 @@ def test_uploaded_images_decode_and_bad_upload_is_named(tmp_path):
     assert images.shape == (1, 1, 16, 16) and torch.allclose(images, torch.ones_like(images))
     with pytest.raises(ValueError, match="evil.png"):
         load_uploaded_images([("evil.png", b"not an image")], 16, 1)
+
+
+def _two_classes(root, n=2):
+    for c in "ab":
+        for i in range(n):
+            _write(root / c / f"{i}.png", size=(8, 8))
+    return root
+
+
+@pytest.mark.parametrize("name", ["e.png", "e.jpg"])
+@pytest.mark.parametrize("fmt", ["EPS", "TIFF", "PDF"])
+def test_other_formats_behind_image_names_are_refused_unopened(tmp_path, monkeypatch, fmt, name):
+    from PIL import Image as PILImage
+
+    from tests.hostile_files import foreign_image
+
+    root = _two_classes(tmp_path / "data")
+    (root / "a" / name).write_bytes(foreign_image(fmt))
+    PILImage.init()
+    tried = []
+    for key, (_factory, accept) in list(PILImage.OPEN.items()):
+        if key not in ("PNG", "JPEG"):
+            monkeypatch.setitem(PILImage.OPEN, key, (lambda *a, k=key: tried.append(k), accept))
+    with pytest.raises(ValueError, match=rf"{name} is not a PNG or JPEG file"):
+        load_image_folder(root, 8)
+    assert tried == []  # no other decoder (Ghostscript's EPS above all) was ever called
+
+
+def test_symlinked_class_folders_and_files(tmp_path, monkeypatch):
+    from genreg_core.data.datasets import scan_image_folder
+
+    outside = _two_classes(tmp_path / "elsewhere")
+    root = _two_classes(tmp_path / "data")
+    (root / "c").symlink_to(outside / "a")
+    with pytest.raises(ValueError, match=r"data/c is a symbolic link; .*GENREG_FOLLOW_LINKS=1"):
+        scan_image_folder(root)
+    with pytest.raises(ValueError, match=r"data/c is a symbolic link to .*elsewhere/a, outside the data folder"):
+        scan_image_folder(root, follow_links=True)
+    (root / "c").unlink()
+    (root / "p").symlink_to("/proc/self")
+    with pytest.raises(ValueError, match="outside the data folder"):
+        scan_image_folder(root, follow_links=True)
+    (root / "p").unlink()
+    (root / "a" / "out.png").symlink_to(outside / "a" / "0.png")
+    with pytest.raises(ValueError, match="a/out.png is a symbolic link to .*outside"):
+        scan_image_folder(root, follow_links=True)
+    (root / "a" / "out.png").unlink()
+    (root / "a" / "in.png").symlink_to(root / "b" / "0.png")  # inside: followed only when asked
+    with pytest.raises(ValueError, match="a/in.png is a symbolic link"):
+        scan_image_folder(root)
+    monkeypatch.setenv("GENREG_FOLLOW_LINKS", "1")
+    assert load_image_folder(root, 8).class_counts() == {"a": 3, "b": 2}
+
+
+def test_fifo_folder_and_link_loop_named_png_are_errors(tmp_path, monkeypatch):
+    import os
+
+    root = _two_classes(tmp_path / "data")
+    os.mkfifo(root / "a" / "f.png")
+    with pytest.raises(ValueError, match="f.png is a special file"):
+        load_image_folder(root, 8)  # and it returns: the FIFO was never opened
+    (root / "a" / "f.png").unlink()
+    (root / "a" / "x.png").mkdir()
+    with pytest.raises(ValueError, match="x.png is a folder, not an image file"):
+        load_image_folder(root, 8)
+    (root / "a" / "x.png").rmdir()
+    (root / "a" / "loop.png").symlink_to("loop.png")
+    monkeypatch.setenv("GENREG_FOLLOW_LINKS", "1")
+    with pytest.raises(ValueError, match="loop.png is a symbolic link that cannot be followed"):
+        load_image_folder(root, 8)
+
+
+def test_entries_not_read_are_listed_with_the_counts(tmp_path):
+    root = _two_classes(tmp_path / "data", n=3)
+    (root / ".DS_Store").write_bytes(b"x")
+    (root / "a" / "._0.png").write_bytes(b"resource fork")
+    (root / "stray.png").write_bytes(b"")
+    (root / "b" / "nested").mkdir()
+    ds = load_image_folder(root, 8)
+    assert ds.class_counts() == {"a": 3, "b": 3} and len(ds) == 6
+    skipped = {Path(e.path).name: e.reason for e in ds.skipped}
+    assert set(skipped) == {".DS_Store", "._0.png", "stray.png", "nested"}
+    assert "hidden" in skipped["._0.png"] and "beside the class folders" in skipped["stray.png"]

@@ -161,3 +161,23 @@ def test_identical_uploads_at_once_all_succeed(tmp_path):
     assert errors == [] and len(set(results)) == 1
     assert len(_left_behind(tmp_path)) == 1  # one folder, no staging folders
     assert len(load_image_folder(results[0], 8)) == 40
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "TIFF", "PDF"])
+def test_other_formats_behind_image_names_in_a_zip_are_refused(tmp_path, fmt):
+    from tests.hostile_files import foreign_image
+
+    data = make_zip({"a/0.png": png(), "b/0.png": png(), "a/e.jpg": foreign_image(fmt)})
+    with pytest.raises(ValueError, match=r"'a/e.jpg' in the upload is not a PNG or JPEG file"):
+        extract_zip(data, tmp_path)
+    assert not any((tmp_path / "uploads").iterdir())
+
+
+def test_members_not_unpacked_are_reported(tmp_path):
+    from genreg_core.data.uploads import unpack_upload
+
+    data = make_zip({"a/0.png": png(), "b/0.png": png(), "__MACOSX/a/._0.png": b"junk", "a/.hidden.png": b"x"})
+    for _ in range(2):  # the first upload and the cached one report the same
+        upload = unpack_upload(data, tmp_path)
+        assert sorted(e.path for e in upload.skipped) == ["__MACOSX/a/._0.png in the upload",
+                                                          "a/.hidden.png in the upload"]
