@@ -69,7 +69,7 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
 
-    def interrupt(self, timeout: float = 120.0) -> int:
+    def interrupt(self, timeout: float = 300.0) -> int:
         """Ctrl-C: send SIGINT to the server and return its exit code once it has stopped."""
         import signal
 
