@@ -116,6 +116,8 @@ class TrainConfig:
     gda_ratio: float = 1.0  # GDA ρ: synthetic pairs per real pair in each batch
     gda_pool_per_class: int = 50  # GDA: synthetic images per class generated once before training
     gda_sampler_steps: int = 25  # GDA: DDIM steps used to generate the pool
+    gda_pool_folder: str | None = None  # GDA: a curated export (ROOT/<class>/*.png + manifest.json) used as the
+    # pool instead of generating one (genreg_core.analysis.curation; the train-on-curated check)
     randreg_weight: float = 1.0  # RandReg / AdaRand λ of the feature loss mean((g(x) − z)²)
     adarand_alpha: float = 0.5  # AdaRand α of the running class means μ̄
     adarand_prior_lr: float = 1e-2  # AdaRand Adam learning rate of the prior means μ

@@ -42,7 +42,7 @@ def _gssl(config: TrainConfig) -> GSSL:
 METHODS: dict[str, Callable[[TrainConfig], Method]] = {
     "ce": lambda config: CrossEntropy(),
     "gda": lambda config: GenerativeAugmentation(config.gda_ratio, config.gda_pool_per_class,
-                                                 config.gda_sampler_steps, config.augment),
+                                                 config.gda_sampler_steps, config.augment, config.gda_pool_folder),
     "randreg": lambda config: RandReg(config.randreg_weight),
     "adarand": _adarand,
     "mgr": lambda config: _mgr(CrossEntropy(), config),
