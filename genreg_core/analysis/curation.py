@@ -294,3 +294,26 @@ def curate(lab: Lab, config: CurateConfig,
     candidates = candidates_of(lab, result)
     keep = curation_mask(candidates.in_manifold, candidates.labels, candidates.nn_distance, config.rules)
     return candidates, keep, describe(lab, config, config.rules)
+
+
+def meta_selected_influence(snapshots: list[dict[str, torch.Tensor]]) -> np.ndarray:
+    """(M,) the recorded influence of an MGR run's samples, in the order of ``meta_selected_images``."""
+    chosen = [snap for snap in snapshots if "sample_images" in snap]
+    if not chosen or any("influence" not in snap for snap in chosen):
+        raise ValueError("these snapshots hold no per-sample influence (pick a finished MGR run)")
+    return torch.cat([snap["influence"].float().reshape(-1) for snap in chosen]).numpy()
+
+
+def export_pair(root: str | Path, candidates: Candidates, keep: np.ndarray, record: dict, class_names: list[str],
+                seed: int = 0) -> tuple[Path, Path]:
+    """The train-on-curated check's two pools: ``ROOT/curated`` (the kept samples) and ``ROOT/uncurated`` (as many
+    drawn uniformly from all candidates), each a full export; an existing pair is reused."""
+    root = Path(root)
+    curated, uncurated = root / "curated", root / "uncurated"
+    if not (curated / MANIFEST).exists():
+        export_folder(curated, candidates, keep, {**record, "role": "curated"}, class_names)
+    if not (uncurated / MANIFEST).exists():
+        control = uncurated_mask(keep, seed)
+        export_folder(uncurated, candidates, control, {**record, "role": "uncurated control", "filters": None,
+                                                       "control_seed": seed}, class_names)
+    return curated, uncurated
