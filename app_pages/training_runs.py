@@ -8,6 +8,7 @@ import streamlit as st
 
 from genreg_app.runs import guarded, run_label, run_store, store_errors
 from genreg_app.state import current_lab
+from genreg_app.url_state import UrlState, list_of
 from genreg_core.config import TrainConfig
 from genreg_core.diffusion.perturbation import KINDS, NORMS
 from genreg_core.plots import run_curves
@@ -150,9 +151,11 @@ def _accuracy_text(mean: float, std: float, n: int) -> str:
 @st.fragment(run_every=2.0 if live else None)
 @guarded
 def runs_panel() -> None:
+    url = UrlState("tr", ["run"])  # inside the fragment: its notice and link are drawn here
     runs = store.list_runs()
     if not runs:
         st.info("No runs yet: pick methods above and press Launch.")
+        url.finish(link=False)
         return
     table = pd.DataFrame([r.as_dict() for r in runs])
     table["progress"] = table["epoch"] / table["epochs"].clip(lower=1)
@@ -194,6 +197,9 @@ def runs_panel() -> None:
     _keep_choice("tr.compare", _follow(list(by_label),
                                        [names[r.run_id] for r in runs if r.status in ("queued", "running")]))
     f1, f2 = st.columns([4, 1], vertical_alignment="bottom")
+    label_of = {r.run_id: run_label(r) for r in runs}
+    url.bind("run", "tr.compare", lambda text: [label_of[i] for i in list_of(list(label_of))(text)],
+             encode=lambda labels: ",".join(by_label[label] for label in labels if label in by_label))
     chosen = [by_label[label] for label in f1.multiselect("Compare runs", list(by_label), key="tr.compare")]
     f2.toggle("Follow new runs", value=True, key="tr.follow",
               help="Add every newly launched run to the comparison as it appears.")
@@ -213,6 +219,7 @@ def runs_panel() -> None:
                                   zip(frame.test_accuracy_mean, frame.test_accuracy_std, frame.runs)]
         st.dataframe(frame[["method", "per_class", "generator_regime", "runs", "test accuracy", "seeds"]],
                      hide_index=True)
+    url.finish()
     e1, e2 = st.columns(2)
     e1.download_button("Export run table (CSV)", table.drop(columns=["progress"]).to_csv(index=False), "runs.csv",
                        "text/csv", key="tr.csv")

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from genreg_app import runs as app_runs
 from genreg_app.feature_space import result_key
-from genreg_app.runs import run_store, store_errors
+from genreg_app.runs import store_errors
 from genreg_core.analysis.curation import (
     KEEPS,
     Candidates,
@@ -27,8 +28,8 @@ from genreg_core.analysis.curation import (
 from genreg_core.analysis.feature_space import FeatureSpaceConfig, FeatureSpaceResult
 from genreg_core.config import TrainConfig
 from genreg_core.lab import Lab, genreg_home
+from genreg_core.runs import worker
 from genreg_core.runs.store import RunSpec
-from genreg_core.runs.worker import launch_run
 
 METRICS = ("precision", "recall", "density", "coverage", "frechet_distance")
 KEEP_NAMES = {"all": "all", "inside": "inside the real manifold", "outside": "outside the real manifold"}
@@ -59,7 +60,7 @@ def _candidates(lab: Lab, config: FeatureSpaceConfig, result: FeatureSpaceResult
         influence = None
         if config.source == "mgr" and config.run_id:
             with store_errors(stop=False):
-                influence = meta_selected_influence(run_store().load_snapshots(config.run_id))
+                influence = meta_selected_influence(app_runs.run_store().load_snapshots(config.run_id))
         cache.clear()  # one result at a time per session
         cache[key] = candidates_of(lab, result, influence)
     return cache[key]
@@ -98,7 +99,7 @@ def _launch_pair(lab: Lab, candidates: Candidates, keep: np.ndarray, record: dic
         for folder in (curated, uncurated):
             spec = RunSpec(dataclasses.replace(base, gda_pool_folder=str(folder)), lab.data_config,
                            lab.generator_source, lab.device.type)
-            launch_run(run_store(), spec)
+            worker.launch_run(app_runs.run_store(), spec)
         st.toast("Launched a curated and an uncurated GDA run: compare them on the Training runs page.")
     st.session_state["fs.cur_launched"] = (str(curated), str(uncurated))
 

@@ -56,8 +56,9 @@ def one_of(options: Sequence[Any]) -> Parse:
 
     def parse(text: str) -> Any:
         if text not in by_text:
-            shown = ", ".join(list(by_text)[:12]) + (", …" if len(by_text) > 12 else "")
-            raise ValueError(f"expected one of {shown}")
+            if len(by_text) > 12:
+                raise ValueError(f"not one of the {len(by_text)} known values")
+            raise ValueError(f"expected one of {', '.join(by_text) or 'nothing (none available)'}")
         return by_text[text]
 
     return parse

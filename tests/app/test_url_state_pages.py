@@ -46,3 +46,45 @@ def test_feature_space_ignores_hostile_values_with_a_notice():
     assert at.slider(key="fs.t").value == 500 and at.number_input(key="fs.seed").value == 0
     assert at.selectbox(key="fs.color").value == "source"
     assert "bogus" not in at.query_params  # the URL is rewritten with the page's own keys only
+
+
+@pytest.fixture(scope="module")
+def adarand_runs():
+    """Two real tiny AdaRand runs (2 epochs) in the tests' run store: their ids."""
+    import dataclasses
+
+    from genreg_core.config import DataConfig, TrainConfig
+    from genreg_core.runs.store import RunSpec, RunStore
+    from genreg_core.runs.worker import execute_run
+
+    store = RunStore()
+    ids = []
+    for seed in (0, 1):
+        spec = RunSpec(dataclasses.replace(TrainConfig.tiny("adarand"), epochs=2, seed=seed), DataConfig(), None,
+                       "cpu")
+        ids.append(store.create_run(spec))
+        execute_run(store, ids[-1])
+    return ids
+
+
+def test_replay_page_opens_the_run_and_epoch_of_its_url(adarand_runs):
+    first, second = adarand_runs
+    at = AppTest.from_file("../../app_pages/reference_vectors.py", default_timeout=120)
+    at.query_params["run"], at.query_params["epoch"] = first, "1"
+    at.run()
+    assert not at.exception, at.exception
+    assert first[:8] in at.selectbox(key="rv.run").value and at.slider(key="rv.epoch").value == 1
+    assert at.query_params["run"] == first and at.query_params["epoch"] == "1"
+    # a later choice is mirrored back into the URL
+    at.selectbox(key="rv.run").set_value([o for o in at.selectbox(key="rv.run").options if second[:8] in o][0]).run()
+    assert at.query_params["run"] == second
+
+
+def test_replay_page_ignores_a_hostile_run_and_epoch(adarand_runs):
+    at = AppTest.from_file("../../app_pages/reference_vectors.py", default_timeout=120)
+    at.query_params["run"], at.query_params["epoch"] = "../../x", "1e99"
+    at.run()
+    assert not at.exception, at.exception
+    (notice,) = [w.value for w in at.warning if "Ignored" in w.value]
+    assert "run='../../x'" in notice and "epoch='1e99'" in notice
+    assert at.slider(key="rv.epoch").value == 2  # the default: the last epoch
