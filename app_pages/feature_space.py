@@ -80,7 +80,9 @@ with st.form("fs.form"):
         with store_errors(stop=False):
             mgr_runs = {run_label(r): r.run_id for r in run_store().list_runs()
                         if r.method.startswith("mgr") and r.status in ("finished", "stopped")}
-        url.bind("run", "fs.run", one_of(list(mgr_runs)))
+        label_of = {run_id: label for label, run_id in mgr_runs.items()}
+        url.bind("run", "fs.run", lambda text: label_of[one_of(list(label_of))(text)],
+                 encode=lambda label: mgr_runs.get(label, ""))
         run_id = mgr_runs.get(st.selectbox("MGR run (its meta-selected samples of every epoch)", list(mgr_runs),
                                            key="fs.run",
                                            placeholder="no finished MGR run yet: launch one on the Training runs page"))

@@ -25,7 +25,7 @@ def int_in(low: int, high: int) -> Parse:
     """A URL integer in ``[low, high]`` (``1e99``, ``-5`` or ``5.0`` are refused when out of range or not integers)."""
 
     def parse(text: str) -> int:
-        if not re.fullmatch(r"-?\d{1,12}", text):
+        if not re.fullmatch(r"-?[0-9]{1,12}", text):  # ASCII digits only (not "٣")
             raise ValueError(f"expected an integer in [{low}, {high}]")
         value = int(text)
         if not low <= value <= high:
