@@ -7,11 +7,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from genreg_app.curation import curation_panel, region_panel
 from genreg_app.feature_space import feature_space_result, first_view_config, result_key
 from genreg_app.progress import in_background, rerun_when_done, warm_up_umap_once
 from genreg_app.render import full_table, image_strip, json_download, selected_point_ids
 from genreg_app.runs import run_label, run_store, store_errors
 from genreg_app.state import current_lab
+from genreg_app.url_state import UrlState, int_in, list_of, one_of
 from genreg_core.analysis.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
 from genreg_core.analysis.feature_space import (
     FeatureSpaceConfig,
@@ -35,6 +37,8 @@ st.markdown(
 lab = current_lab()
 T = lab.generator.num_train_timesteps
 first = first_view_config(lab)  # Home computes this one ahead of time
+url = UrlState("fs", ["source", "n", "k", "seed", "steps", "t", "run", "embedding", "method", "mode", "dim", "color",
+                      "classes"])
 
 AXIS_NAMES = {"pca": "PC", "umap": "UMAP", "tsne": "t-SNE"}
 METHOD_NAMES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
@@ -42,10 +46,22 @@ SOURCE_NAMES = {"generate": "generation from noise", "reconstruct": "reconstruct
                 "folder": "an image folder", "mgr": "MGR's meta-selected latents (a run)"}
 
 
+def _per_class(text: str) -> int:
+    value = int_in(10, 200)(text)
+    if value % 10:
+        raise ValueError("must be a multiple of 10")
+    return value
+
+
+url.bind("source", "fs.source", one_of(list(SOURCE_NAMES)))
 source = st.segmented_control("Synthetic source", list(SOURCE_NAMES), format_func=SOURCE_NAMES.get,
                               default="generate", key="fs.source") or "generate"
 with st.form("fs.form"):
     c1, c2, c3, c4 = st.columns(4)
+    url.bind("n", "fs.per_class", _per_class)
+    url.bind("k", "fs.k", int_in(1, 50))
+    url.bind("seed", "fs.seed", int_in(0, 10_000))
+    url.bind("steps", "fs.steps", int_in(1, 200))
     per_class = c1.slider("Images per class (real and synthetic)", 10, 200, first.per_class, step=10,
                           key="fs.per_class")
     k = c2.number_input("k (nearest neighbours)", 1, 50, first.k, key="fs.k")
@@ -54,6 +70,7 @@ with st.form("fs.form"):
                                     disabled=source not in ("generate", "reconstruct"))
     t, folder, run_id = first.t, "", None
     if source == "reconstruct":
+        url.bind("t", "fs.t", int_in(0, T))
         t = st.slider("Start step t", 0, T, first.t, key="fs.t")
     elif source == "folder":
         folder = st.text_input("Image folder (ROOT/<class>/*.png, class folders named like the dataset's)",
@@ -63,9 +80,13 @@ with st.form("fs.form"):
         with store_errors(stop=False):
             mgr_runs = {run_label(r): r.run_id for r in run_store().list_runs()
                         if r.method.startswith("mgr") and r.status in ("finished", "stopped")}
+        label_of = {run_id: label for label, run_id in mgr_runs.items()}
+        url.bind("run", "fs.run", lambda text: label_of[one_of(list(label_of))(text)],
+                 encode=lambda label: mgr_runs.get(label, ""))
         run_id = mgr_runs.get(st.selectbox("MGR run (its meta-selected samples of every epoch)", list(mgr_runs),
                                            key="fs.run",
                                            placeholder="no finished MGR run yet: launch one on the Training runs page"))
+    url.bind("embedding", "fs.embedding", one_of(list(EMBEDDING_NAMES)))
     embedding = st.selectbox("Embedding", list(EMBEDDING_NAMES), format_func=EMBEDDING_NAMES.get,
                              index=list(EMBEDDING_NAMES).index(first.embedding), key="fs.embedding",
                              help=EMBEDDING_HELP)
@@ -97,6 +118,11 @@ st.caption(f"{overall['n_real']} real vs {overall['n_synthetic']} synthetic feat
 
 st.subheader("Projection")
 p1, p2, p3, p4, p5 = st.columns(5)
+url.bind("method", "fs.method", one_of(list(METHOD_NAMES)))
+url.bind("mode", "fs.mode", one_of(["fit_real", "union"]))
+url.bind("dim", "fs.dims", one_of([2, 3]))
+url.bind("color", "fs.color", one_of(["source", "class", "flag"]))
+url.bind("classes", "fs.classes", list_of(list(range(lab.n_classes))))
 method = p1.selectbox("Method", list(METHOD_NAMES), key="fs.method", format_func=METHOD_NAMES.get)
 modes = ["union"] if method == "tsne" else ["fit_real", "union"]
 mode = p2.selectbox("Fit on", modes, key="fs.mode",
@@ -165,6 +191,10 @@ else:
             image_strip(images, captions)
         if len(synth_sel) > len(shown):
             st.caption(f"Showing neighbours for the first {len(shown)} of {len(synth_sel)} synthetic points.")
+    region_panel(lab, result, real_sel, synth_sel, config.k)
+
+st.subheader("Curate and export the synthetic samples")
+curation_panel(lab, config, result, synth_sel if selected else [])
 
 st.subheader("Metrics per class")
 per_class = result.metrics.per_class
@@ -179,4 +209,5 @@ d1.download_button("Download embedding (CSV)", pd.DataFrame(rows).to_csv(index=F
 with d2:
     json_download("Download metrics (JSON)", {"config": asdict(config), **result.metrics.to_json_dict()},
                   "feature_space_metrics.json", key="fs.json")
+url.finish()
 warm_up_umap_once()  # the first UMAP a user asks for then finds numba compiled

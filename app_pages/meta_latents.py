@@ -7,6 +7,7 @@ import streamlit as st
 
 from genreg_app.runs import pick_run, run_store
 from genreg_app.state import current_lab, lab_key
+from genreg_app.url_state import UrlState, int_in
 from genreg_core.analysis.meta_latents import (
     META_METHODS,
     finder_is_static,
@@ -28,7 +29,8 @@ st.markdown(
     "similarity-to-real term: for a GSSL run, u is a latent's initial draw and the selected one its optimized value."
 )
 lab = current_lab()
-run_id = pick_run(lab, META_METHODS, "MGR or GSSL run", key="ml.run")
+url = UrlState("ml", ["run", "epoch"])
+run_id = pick_run(lab, META_METHODS, "MGR or GSSL run", key="ml.run", url=url)
 gssl = run_store().load_spec(run_id).train.method == "gssl"
 u_name, selected_name = ("initial z₀", "optimized z") if gssl else ("random latents u", "meta-selected F_ω(u)")
 
@@ -73,6 +75,8 @@ if finder_is_static(replay):
         "that meta pseudo sampling is wrong. Launch a run with the **MGR teaching setting** (Training runs page: "
         "3 finder updates per step, finder lr 3e-2) to see the latents move.", icon=":material/info:")
 
+url.bind("epoch", "ml.epoch", int_in(1, len(replay.epochs)))
+url.finish()
 epoch = st.slider("Epoch (its last meta step)", 1, len(replay.epochs), len(replay.epochs), key="ml.epoch")
 i = epoch - 1
 names = lab.dataset.class_names

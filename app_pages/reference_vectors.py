@@ -5,6 +5,7 @@ import streamlit as st
 
 from genreg_app.runs import pick_run, run_store
 from genreg_app.state import current_lab
+from genreg_app.url_state import UrlState, int_in
 from genreg_core.analysis.reference_vectors import replay_references
 from genreg_core.plots import reference_scatter, run_curves
 
@@ -17,7 +18,8 @@ st.markdown(
     "epoch by epoch: stars are μ, diamonds μ̄, crosses sampled references, dots the features of a fixed probe set."
 )
 lab = current_lab()
-run_id = pick_run(lab, ("adarand", "mgr+adarand"), "AdaRand run", key="rv.run")
+url = UrlState("rv", ["run", "epoch"])
+run_id = pick_run(lab, ("adarand", "mgr+adarand"), "AdaRand run", key="rv.run", url=url)
 
 
 @st.cache_data(show_spinner="Projecting the snapshots…", max_entries=8)
@@ -31,6 +33,8 @@ try:
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
+url.bind("epoch", "rv.epoch", int_in(1, len(replay.epochs)))
+url.finish()
 epoch = st.slider("Epoch", 1, len(replay.epochs), len(replay.epochs), key="rv.epoch")
 i = epoch - 1
 st.plotly_chart(reference_scatter(replay.probe_xy[i], replay.probe_labels, replay.mu_xy[i], replay.mu_bar_xy[i],

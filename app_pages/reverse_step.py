@@ -12,6 +12,7 @@ import torch
 from genreg_app.progress import cached_with_progress
 from genreg_app.render import full_table, grid_with_download, json_download
 from genreg_app.state import current_lab, lab_key
+from genreg_app.url_state import UrlState, float_in, int_in, one_of
 from genreg_core.analysis.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
 from genreg_core.analysis.reverse_step import SweepConfig, drift_projection, run_sweep
 from genreg_core.config import SamplerConfig
@@ -37,11 +38,15 @@ st.markdown(
 lab = current_lab()
 T = lab.generator.num_train_timesteps
 names = lab.dataset.class_names
+url = UrlState("rs", ["pick", "n", "pick_seed", "t", "sampler", "steps", "guidance", "seed"])
 
 st.subheader("Images")
+url.bind("pick", "rs.pick", one_of(["random per class", "by index", "upload"]))
 pick = st.radio("Pick images", ["random per class", "by index", "upload"], horizontal=True, key="rs.pick")
 if pick == "random per class":
     c1, c2 = st.columns(2)
+    url.bind("n", "rs.per_class", int_in(1, 4))
+    url.bind("pick_seed", "rs.pick_seed", int_in(0, 10_000))
     n_per = c1.slider("Images per class", 1, 4, 1, key="rs.per_class")
     pick_seed = c2.number_input("Pick seed", 0, 10_000, 0, key="rs.pick_seed")
     ids = real_subset(lab, n_per, int(pick_seed))
@@ -77,6 +82,11 @@ else:
 
 st.subheader("Sampler")
 s1, s2, s3, s4, s5 = st.columns(5)
+url.bind("t", "rs.t", int_in(0, T))
+url.bind("sampler", "rs.method", one_of(["ddim", "ddpm"]))
+url.bind("steps", "rs.steps", int_in(1, 1000))
+url.bind("guidance", "rs.guidance", float_in(0.0, 10.0))
+url.bind("seed", "rs.seed", int_in(0, 10_000))
 t = s1.slider("Start step t", 0, T, T // 2, key="rs.t")
 method = s2.radio("Sampler", ["ddim", "ddpm"], horizontal=True, key="rs.method", format_func=str.upper)
 steps = s3.number_input("DDIM steps", 1, 1000, SweepConfig().sampler.n_steps, key="rs.steps",
@@ -91,6 +101,7 @@ if method == "ddpm":
                "will take minutes.",
                icon=":material/hourglass_top:")
 cache_key = (lab_key(lab), image_key, str(asdict(sampler)), seed)
+url.finish()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

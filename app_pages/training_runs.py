@@ -8,6 +8,7 @@ import streamlit as st
 
 from genreg_app.runs import guarded, run_label, run_store, store_errors
 from genreg_app.state import current_lab
+from genreg_app.url_state import UrlState, list_of
 from genreg_core.config import AdaRandOptions, RandRegOptions, TrainConfig
 from genreg_core.diffusion.perturbation import KINDS, NORMS
 from genreg_core.plots import run_curves
@@ -53,12 +54,12 @@ with st.form("tr.form"):
         h1, h2, h3, h4 = st.columns(4)
         lr = h1.number_input("Learning rate", 1e-5, 1.0, defaults.lr, format="%.4f", key="tr.lr")
         batch = h1.number_input("Batch size", 4, 512, defaults.batch_size, key="tr.batch")
-        gda_ratio = h2.number_input("GDA ratio ρ", 0.0, 8.0, defaults.gda.ratio, key="tr.gda.ratio")
+        gda_ratio = h2.number_input("GDA ratio ρ", 0.0, 8.0, defaults.gda.ratio, key="tr.gda_ratio")
         reg_weight = h2.number_input("RandReg / AdaRand λ", 0.0, 100.0, defaults.randreg.weight, key="tr.reg")
         alpha = h3.number_input("AdaRand α", 0.0, 1.0, defaults.adarand.alpha, key="tr.alpha")
         prior_lr = h3.number_input("AdaRand prior lr", 1e-5, 1.0, defaults.adarand.prior_lr, format="%.4f",
                                    key="tr.prior_lr")
-        mgr_weight = h4.number_input("MGR λ", 0.0, 100.0, defaults.mgr.weight, key="tr.mgr.weight")
+        mgr_weight = h4.number_input("MGR λ", 0.0, 100.0, defaults.mgr.weight, key="tr.mgr_weight")
         mgr_steps = h4.number_input("MGR DDIM steps", 1, 50, defaults.mgr.sampler_steps, key="tr.mgr_steps")
         mgr_period = h4.number_input("MGR meta period", 1, 100, defaults.mgr.meta_period, key="tr.mgr_period")
         mgr_teaching = h4.checkbox("MGR teaching setting", key="tr.mgr_teaching",
@@ -73,7 +74,7 @@ with st.form("tr.form"):
         sem_ratio = s2.number_input("Semantic mix ratio ρ (perturbed share)", 0.0, 1.0, defaults.semantic.ratio,
                                     key="tr.sem_ratio")
         sem_tau = s3.number_input("Semantic inversion depth τ", 1, 1000, defaults.semantic.tau, key="tr.sem_tau")
-        gssl_weight = s3.number_input("GSSL λ", 0.0, 100.0, defaults.gssl.weight, key="tr.gssl.weight")
+        gssl_weight = s3.number_input("GSSL λ", 0.0, 100.0, defaults.gssl.weight, key="tr.gssl_weight")
         gssl_sim = s4.number_input("GSSL similarity-to-real γ", 0.0, 100.0, defaults.gssl.sim_weight,
                                    key="tr.gssl_sim")
         gssl_lr = s4.number_input("GSSL latent step β", 1e-4, 1.0, defaults.gssl.latent_lr, format="%.4f",
@@ -142,9 +143,11 @@ def _accuracy_text(mean: float, std: float, n: int) -> str:
 @st.fragment(run_every=2.0 if live else None)
 @guarded
 def runs_panel() -> None:
+    url = UrlState("tr", ["run"])  # inside the fragment: its notice and link are drawn here
     runs = store.list_runs()
     if not runs:
         st.info("No runs yet: pick methods above and press Launch.")
+        url.finish(link=False)
         return
     table = pd.DataFrame([r.as_dict() for r in runs])
     table["progress"] = table["epoch"] / table["epochs"].clip(lower=1)
@@ -186,6 +189,9 @@ def runs_panel() -> None:
     _keep_choice("tr.compare", _follow(list(by_label),
                                        [names[r.run_id] for r in runs if r.status in ("queued", "running")]))
     f1, f2 = st.columns([4, 1], vertical_alignment="bottom")
+    label_of = {r.run_id: run_label(r) for r in runs}
+    url.bind("run", "tr.compare", lambda text: [label_of[i] for i in list_of(list(label_of))(text)],
+             encode=lambda labels: ",".join(by_label[label] for label in labels if label in by_label))
     chosen = [by_label[label] for label in f1.multiselect("Compare runs", list(by_label), key="tr.compare")]
     f2.toggle("Follow new runs", value=True, key="tr.follow",
               help="Add every newly launched run to the comparison as it appears.")
@@ -205,6 +211,7 @@ def runs_panel() -> None:
                                   zip(frame.test_accuracy_mean, frame.test_accuracy_std, frame.runs)]
         st.dataframe(frame[["method", "per_class", "generator_regime", "runs", "test accuracy", "seeds"]],
                      hide_index=True)
+    url.finish()
     e1, e2 = st.columns(2)
     e1.download_button("Export run table (CSV)", table.drop(columns=["progress"]).to_csv(index=False), "runs.csv",
                        "text/csv", key="tr.csv")

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
+from genreg_app.url_state import UrlState, one_of
 from genreg_core.config import TrainConfig
 from genreg_core.lab import Lab
 from genreg_core.runs.store import RunSpec, RunStore
@@ -54,8 +55,9 @@ def run_label(run) -> str:
     return f"{run.name} · {run.run_id[:8]}"
 
 
-def pick_run(lab: Lab, methods: tuple[str, ...], label: str, key: str) -> str:
-    """A select box of runs of ``methods`` with at least one epoch recorded.
+def pick_run(lab: Lab, methods: tuple[str, ...], label: str, key: str, url: UrlState | None = None) -> str:
+    """A select box of runs of ``methods`` with at least one epoch recorded, mirrored under the URL key ``run``
+    (a run id) when ``url`` is given.
 
     Without such a run, offers to launch one of ``methods[0]`` and stops the page.
     """
@@ -63,6 +65,10 @@ def pick_run(lab: Lab, methods: tuple[str, ...], label: str, key: str) -> str:
         found = [r for r in run_store().list_runs() if r.method in methods and r.epoch >= 1]
     runs = {run_label(r): r for r in found}  # the run's progress goes in the caption below, not in the label
     if runs:
+        if url is not None:
+            by_id = {r.run_id: run_label(r) for r in found}
+            url.bind("run", key, lambda text: by_id[one_of(list(by_id))(text)],
+                     encode=lambda chosen: runs[chosen].run_id if chosen in runs else "")
         run = runs[st.selectbox(label, list(runs), key=key)]
         st.caption(f"{run.status} · epoch {run.epoch}/{run.epochs}")
         return run.run_id

@@ -99,6 +99,8 @@ class GDAOptions:
     ratio: float = 1.0  # ρ: synthetic pairs per real pair in each batch
     pool_per_class: int = 50  # synthetic images per class generated once before training
     sampler_steps: int = 25  # DDIM steps used to generate the pool
+    pool_folder: str | None = None  # a curated export (ROOT/<class>/*.png + manifest.json) used as the pool instead
+    # of generating one (analysis.curation; the train-on-curated check)
 
 
 @dataclass

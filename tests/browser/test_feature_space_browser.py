@@ -8,7 +8,8 @@ CHART = '[data-testid="stPlotlyChart"]'
 
 
 def _metric_values(page) -> list[str]:
-    return page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+    """The whole set's five metrics (a selection adds its own five below them)."""
+    return page.locator('[data-testid="stMetricValue"]').all_inner_texts()[:5]
 
 
 def _lasso_select(page) -> None:
@@ -51,6 +52,8 @@ def test_feature_space_survives_a_session(page, app):
     assert_clean(page)
     assert page.get_by_text(re.compile(r"\(\d+ selected\)")).count() >= 1
     assert page.locator('[data-testid="stImage"]').count() >= 1
+    assert page.get_by_text("Metrics of the selection", exact=False).count() == 1
+    assert page.get_by_text("Keeping", exact=False).count() == 1  # the curation panel counts what it keeps
 
     choose(page, "stSelectbox", "Method", "UMAP")  # computed in the background while PCA stays on screen
     page.get_by_text("in the background").or_(page.locator(".xtitle", has_text="UMAP 1")).first.wait_for()

@@ -7,10 +7,14 @@ NeurIPS 2023) shows that this can *lower* accuracy; nothing here is tuned to hid
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
 from genreg_core.config import GDAOptions, SamplerConfig, TrainConfig
+from genreg_core.data.datasets import load_image_folder
 from genreg_core.diffusion.sampling import class_labels, sample_images
 from genreg_core.features.augment import random_shift_rotate
 from genreg_core.features.extractor import ConvNet
@@ -34,14 +38,21 @@ class GenerativeAugmentation(Method):
         self.pool_per_class = o.pool_per_class
         self.sampler_steps = o.sampler_steps
         self.augment = augment  # T(·) on synthetic images too, like on real ones
+        self.pool_folder = o.pool_folder  # a curated export used as the pool instead of generating one
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> GenerativeAugmentation:
         return cls(config.gda, config.augment)
 
     def start(self, setup: MethodSetup) -> None:
-        """Generate the pool: ``pool_per_class`` DDIM samples per class (inference mode, seeded by the run)."""
+        """Generate the pool: ``pool_per_class`` DDIM samples per class (inference mode, seeded by the run), or
+        read it from ``pool_folder``."""
         super().start(setup)
+        if self.pool_folder:
+            images, labels = load_pool_folder(self.pool_folder, setup.images.shape[1], setup.images.shape[-1],
+                                              setup.n_classes)
+            self.pool_images_, self.pool_labels_ = images.to(setup.device), labels.to(setup.device)
+            return
         generator = setup.generator
         if generator is None or not generator.conditional:
             raise ValueError("GDA needs a class-conditional generator: each synthetic pair carries its requested class")
@@ -67,3 +78,22 @@ class GenerativeAugmentation(Method):
         if n_syn:
             metrics["ce_synthetic"] = per_sample[x.shape[0]:].mean().item()
         return loss, metrics
+
+
+def load_pool_folder(folder: str, channels: int, image_size: int, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A curated export's images and labels: class folders are mapped to class indices by the dataset's class
+    names recorded in its ``manifest.json`` (``genreg_core.analysis.curation``)."""
+    manifest_path = Path(folder) / "manifest.json"
+    try:
+        names = json.loads(manifest_path.read_text())["dataset"]["class_names"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"GDA pool folder {folder}: no readable manifest.json with the dataset's class names "
+                         f"(export it with genreg curate or the Feature space page): {exc}") from exc
+    if len(names) != n_classes:
+        raise ValueError(f"GDA pool folder {folder} was curated for {len(names)} classes, the run has {n_classes}")
+    dataset = load_image_folder(folder, image_size, channels)
+    unknown = [name for name in dataset.class_names if name not in names]
+    if unknown:
+        raise ValueError(f"GDA pool folder {folder}: class folders {unknown} are not classes of the dataset")
+    mapping = torch.tensor([names.index(name) for name in dataset.class_names])
+    return dataset.images, mapping[dataset.labels]  # (P, C, H, W), (P,)
