@@ -6,18 +6,18 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Callable
 
 from tqdm import tqdm
 
 from genreg_core.cli.args import MAX_K, MAX_PER_CLASS, MAX_T, float_in, int_in, out_folder
+from genreg_core.cli.common import add_lab_args, open_lab_from_args, sampler_config
 
 
 def _classes(text: str) -> int:
     return int_in(0, 100_000)(text)
 
 
-def cmd_curate(args: argparse.Namespace, open_lab: Callable, sampler_config: Callable) -> int:
+def cmd_curate(args: argparse.Namespace) -> int:
     from genreg_core.analysis.curation import CurateConfig, CurationFilter, curate, export_folder
 
     if args.source == "reconstruct" and args.t is None:
@@ -28,7 +28,7 @@ def cmd_curate(args: argparse.Namespace, open_lab: Callable, sampler_config: Cal
                            min_nn_distance=args.min_nn_distance, max_nn_distance=args.max_nn_distance)
     config = CurateConfig(source=args.source, per_class=args.n, seed=args.seed, t=args.t or 0, k=args.k,
                           sampler=sampler_config(args), embedding=args.embedding, rules=rules)
-    lab = open_lab(args)
+    lab = open_lab_from_args(args)
     unknown = [c for c in rules.classes or () if c >= lab.n_classes]
     if unknown:
         raise ValueError(f"--classes {unknown} are not classes of the dataset (0..{lab.n_classes - 1})")
@@ -53,8 +53,8 @@ def cmd_curate(args: argparse.Namespace, open_lab: Callable, sampler_config: Cal
     return 0
 
 
-def add_curate_command(sub, add_lab_args: Callable, open_lab: Callable, sampler_config: Callable) -> None:
-    """Register ``genreg curate`` (the lab options are main's, shared with ``sample`` and ``features``)."""
+def add_curate_command(sub) -> None:
+    """Register ``genreg curate`` (its lab options are shared with ``sample`` and ``features``)."""
     p = sub.add_parser("curate", help="generate or reconstruct samples, filter them, export ROOT/<class>/*.png "
                                       "with a manifest.json")
     add_lab_args(p)
@@ -74,4 +74,4 @@ def add_curate_command(sub, add_lab_args: Callable, open_lab: Callable, sampler_
                    help="feature space of the flags and distances")
     p.add_argument("--out", type=out_folder, required=True, help="new (or empty) output folder")
     p.add_argument("--json", action="store_true", help="print a one-line JSON summary")
-    p.set_defaults(func=lambda args: cmd_curate(args, open_lab, sampler_config), sampler_steps=25)
+    p.set_defaults(func=cmd_curate, sampler_steps=25)

@@ -22,6 +22,7 @@ from genreg_core.cli.args import (
     text,
     warn_skipped,
 )
+from genreg_core.cli.common import add_data_args
 
 
 def check_before_training(train, data, generator: str | None) -> list[dict[str, str]]:
@@ -141,7 +142,7 @@ def export_runs(store, run_ids: list[str], out: Path) -> None:
         raise ValueError(f"--out must end in .csv or .json, got {out.name}")
 
 
-def add_run_commands(sub, add_data_args) -> None:
+def add_run_commands(sub) -> None:
     """Register ``train`` and ``runs`` on the CLI's subparsers."""
     p = sub.add_parser("train", help="train a classifier with one method in the foreground, recorded in MLflow")
     add_data_args(p)

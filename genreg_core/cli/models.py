@@ -1,0 +1,169 @@
+"""``genreg train-generator``, ``train-features`` and ``pretrain-backbone``: (re)train the lab's models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+import torch
+
+from genreg_core.cli.args import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_STEPS,
+    SEED,
+    int_in,
+    out_folder,
+    warn_skipped,
+)
+from genreg_core.cli.common import (
+    add_acceleration_args,
+    add_common_args,
+    add_data_args,
+    data_config_from_args,
+    progress_bar,
+)
+from genreg_core.config import get_preset
+from genreg_core.device import resolve_device
+
+
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from genreg_core.data.datasets import load_dataset, split_dataset
+    from genreg_core.diffusion.training import train_generator
+
+    preset = get_preset(args.preset)
+    data_config = data_config_from_args(args)
+    dataset = load_dataset(data_config)
+    warn_skipped(dataset.skipped)
+    split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
+    unet_config = preset.unet
+    unet_config.sample_size, unet_config.channels = dataset.image_size, dataset.channels
+    unet_config.num_classes = None if args.unconditional else dataset.n_classes
+    train_config = preset.generator
+    if args.steps is not None:
+        train_config.steps = args.steps
+    if args.batch_size is not None:
+        train_config.batch_size = args.batch_size
+    train_config.seed = args.seed
+    if args.precision is not None:
+        train_config.precision = args.precision
+    if args.compile is not None:
+        train_config.compile = args.compile
+    bar = progress_bar(train_config.steps, "train-generator")
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        bar.n = step
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+        bar.refresh()
+
+    command = "genreg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    train_generator(
+        dataset.images[split.train], dataset.labels[split.train], unet_config, train_config, args.out,
+        class_names=dataset.class_names, device=resolve_device(args.device), on_step=on_step,
+        checkpoint_dir=args.checkpoint_dir,
+        extra_metadata={"data_config": vars(data_config), "command": command, "torch": torch.__version__},
+    )
+    bar.close()
+    print(f"saved generator to {args.out}")
+    return 0
+
+
+def cmd_train_features(args: argparse.Namespace) -> int:
+    from genreg_core.data.datasets import load_dataset, split_dataset
+    from genreg_core.features.extractor import accuracy, save_feature_extractor, train_feature_extractor
+
+    config = get_preset(args.preset).features
+    if args.epochs is not None:
+        config.epochs = args.epochs
+    config.seed = args.seed
+    data_config = data_config_from_args(args)
+    dataset = load_dataset(data_config)
+    warn_skipped(dataset.skipped)
+    split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
+    bar = progress_bar(config.epochs, "train-features")
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+
+    extractor = train_feature_extractor(dataset.images[split.train], dataset.labels[split.train], dataset.n_classes,
+                                        config, resolve_device(args.device), on_epoch)
+    bar.close()
+    extractor.model.cpu()
+    extractor.test_accuracy = accuracy(extractor, dataset.images[split.test], dataset.labels[split.test])
+    save_feature_extractor(extractor, args.out)
+    print(f"test accuracy {extractor.test_accuracy:.4f}; saved feature extractor to {args.out}")
+    return 0
+
+
+def cmd_pretrain_backbone(args: argparse.Namespace) -> int:
+    from genreg_core.config import BackboneConfig, FeatureConfig
+    from genreg_core.data.datasets import load_dataset, split_dataset
+    from genreg_core.device import resolve_device
+    from genreg_core.features.backbone import pretrain_backbone, probe_accuracy, save_backbone
+    from genreg_core.features.extractor import build_convnet
+
+    config = BackboneConfig(epochs=args.epochs, seed=args.seed)
+    data_config = data_config_from_args(args)
+    dataset = load_dataset(data_config)
+    warn_skipped(dataset.skipped)
+    split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
+    pool = dataset.images[split.train]
+    bar = progress_bar(config.epochs, "pretrain-backbone")
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix(nt_xent=f"{metrics['loss']:.4f}")
+
+    model = pretrain_backbone(pool, config, resolve_device(args.device), on_epoch).cpu()
+    bar.close()
+    torch.manual_seed(config.seed)
+    random_net = build_convnet(FeatureConfig(width=config.width, feature_dim=config.feature_dim), dataset.channels, 1)
+    probes = {"pretrained": probe_accuracy(model, dataset, split), "random_init": probe_accuracy(random_net.eval(),
+                                                                                                 dataset, split)}
+    provenance = {
+        "data": f"{dataset.name} {dataset.image_size}×{dataset.image_size}: the training split (split seed "
+                f"{data_config.split_seed}, {len(split.train)} images), labels unused; val and test never seen",
+        "data_config": vars(data_config), "epochs": config.epochs, "seed": config.seed,
+        "command": "genreg " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "torch": torch.__version__,
+        "probe_10_per_class_test_accuracy": probes,
+    }
+    save_backbone(model, config, pool, args.out, provenance)
+    print(json.dumps(probes))
+    print(f"saved backbone to {args.out}")
+    return 0
+
+
+def add_model_commands(sub) -> None:
+    """Register ``train-generator``, ``train-features`` and ``pretrain-backbone``."""
+    p = sub.add_parser("train-generator", help="train the class-conditional diffusion model")
+    add_data_args(p)
+    add_common_args(p)
+    p.add_argument("--steps", type=int_in(1, MAX_STEPS), default=None,
+                   help="optimizer steps (preset default if omitted)")
+    p.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=None)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--unconditional", action="store_true", help="train without class conditioning")
+    p.add_argument("--out", type=out_folder, required=True, help="output folder (diffusers DDPMPipeline format)")
+    p.add_argument("--checkpoint-dir", type=out_folder, default=None,
+                   help="resumable checkpoints (default OUT/checkpoint)")
+    add_acceleration_args(p, "training")
+    p.set_defaults(func=cmd_train_generator)
+
+    p = sub.add_parser("train-features", help="train the feature extractor on the real training split")
+    add_data_args(p)
+    add_common_args(p)
+    p.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=None)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--out", type=out_folder, required=True, help="output folder (safetensors + config.json)")
+    p.set_defaults(func=cmd_train_features)
+
+    p = sub.add_parser("pretrain-backbone", help="self-supervised (SimCLR) backbone on the unlabelled training split")
+    add_data_args(p)
+    p.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=60)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--out", type=out_folder, required=True, help="output folder (backbone.safetensors + backbone.json)")
+    p.set_defaults(func=cmd_pretrain_backbone)
