@@ -1,12 +1,14 @@
 """Reproduce the papers' claims: init × generator regime × methods × images per class × seeds on digits.
 
-Protocol of docs/algorithms.md: for each seed a fixed stratified train / val / test split (``split_dataset``
-with that seed) and the same seed for the run; test accuracy at the best validation-loss epoch; mean ±
-std over seeds. Methods that use no generator (ce, randreg, adarand) run once per init and count under
-every regime. Each finished run is appended to ``--results`` (JSON lines; rerunning skips what is there,
-so the grid can be run in pieces and in parallel processes with different flags). After every run the
-accuracy tables (``--out``) and the claims table (``--claims``: markdown and JSON, via
-``genreg_core.analysis.claims``) are rewritten:
+Protocol (docs/results.md): ONE fixed stratified train / val / test split per dataset (the lab's, from
+``DataConfig.split_seed``), the same for every seed and every method, so no shipped model (generator, feature
+extractor, self-supervised backbone) ever saw a test image; the seed varies only the labelled per-class subset,
+the initialisation, the batches and the noise. Test accuracy at the best validation-loss epoch; methods are
+compared by paired differences over seeds (``genreg_core.evaluation.statistics``). Methods that use no
+generator (ce, randreg, adarand) run once per init and count under every regime. Each finished run is appended
+to ``--results`` (JSON lines; rerunning skips what is there, so the grid can be run in pieces and in parallel
+processes with different flags). After every run the accuracy tables (``--out``) and the claims table
+(``--claims``: markdown and JSON, via ``genreg_core.analysis.claims``) are rewritten:
 
     python -m experiments.reproduce --inits scratch --regimes pool own --methods ce randreg adarand gda \\
         --settings 5 10 25 --seeds 0 1 2 --threads 1
@@ -34,7 +36,6 @@ from genreg_core.analysis.claims import (
     write_readme_claims,
 )
 from genreg_core.config import GENERATOR_REGIMES, TrainConfig, override
-from genreg_core.data.datasets import split_dataset
 from genreg_core.lab import Lab, open_lab
 from genreg_core.training.generator_regime import get_own_generator
 from genreg_core.training.loop import train_classifier
@@ -106,7 +107,7 @@ def write_reports(rows: list[Row], args: argparse.Namespace, header: str) -> Non
 
 
 def _run(lab: Lab, args: argparse.Namespace, init: str, regime: str, method: str, n: int, seed: int) -> Row:
-    split = split_dataset(lab.dataset.labels, seed, lab.data_config.val_fraction, lab.data_config.test_fraction)
+    split = lab.split  # the fixed split: seeds never change the test set
     config = TrainConfig()
     for key, value in parse_overrides(args.set).items():
         config = override(config, key, value)
@@ -117,9 +118,19 @@ def _run(lab: Lab, args: argparse.Namespace, init: str, regime: str, method: str
         generator = get_own_generator(lab.dataset, split, lab.data_config, config, lab.device)
     start, cpu = time.perf_counter(), time.process_time()
     result = train_classifier(lab.dataset, split, config, generator, lab.device)
-    return {"init": init, "regime": regime, "method": method, "per_class": n, "seed": seed, "epochs": args.epochs,
-            "test_accuracy": result.test_accuracy, "best_epoch": result.best_epoch,
-            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
+    row = {"init": init, "regime": regime, "method": method, "per_class": n, "seed": seed, "epochs": args.epochs,
+           "test_accuracy": result.test_accuracy, "best_epoch": result.best_epoch,
+           "val_accuracy": result.history[result.best_epoch - 1]["val_accuracy"], "best_val_loss": result.best_val_loss,
+           "split_seed": lab.data_config.split_seed, "dataset": lab.data_config.name, "set": sorted(args.set),
+           "n_ce_labels": len(result.train_indices), "n_meta_labels": len(result.meta_indices),
+           "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
+    if make_method(method, config).needs_meta_validation:
+        row["budget"] = config.meta_val_budget
+    return row
+
+
+def _row_key(r: Row) -> tuple:
+    return (r["init"], r["regime"], r["method"], r["per_class"], r["seed"], r["epochs"], tuple(r.get("set", ())))
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
@@ -143,7 +154,7 @@ def main() -> None:
     parser.add_argument("--regimes", nargs="+", default=list(GENERATOR_REGIMES), choices=list(GENERATOR_REGIMES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--settings", nargs="+", type=int, default=[5, 10, 25], help="images per class")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -176,9 +187,8 @@ def main() -> None:
             for regime in regimes:
                 for n in args.settings:
                     for seed in args.seeds:
-                        done = {(r["init"], r["regime"], r["method"], r["per_class"], r["seed"], r["epochs"])
-                                for r in _load_rows(results)}
-                        if (init, regime, method, n, seed, args.epochs) in done:
+                        done = {_row_key(r) for r in _load_rows(results)}
+                        if (init, regime, method, n, seed, args.epochs, tuple(sorted(args.set))) in done:
                             continue
                         row = _run(lab, args, init, regime, method, n, seed)
                         print(json.dumps(row), flush=True)
