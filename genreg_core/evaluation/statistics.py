@@ -67,7 +67,12 @@ class Paired:
     differences: tuple[float, ...] = field(default=(), repr=False)
 
     def as_dict(self) -> dict:
-        return {"n": self.n, "mean": self.mean, "sd": self.sd, "low": self.low, "high": self.high,
+        """Plain JSON values (a missing number is ``None``, never NaN)."""
+        def number(x: float) -> float | None:
+            return None if math.isnan(x) else float(x)
+
+        return {"n": self.n, "mean": number(self.mean), "sd": number(self.sd), "low": number(self.low),
+                "high": number(self.high),
                 "seeds": list(self.seeds), "unpaired": list(self.unpaired), "interval": self.method,
                 "confidence": self.confidence}
 
