@@ -37,6 +37,7 @@ from genreg_core.analysis.claims import (
     write_readme_claims,
 )
 from genreg_core.config import GENERATOR_REGIMES, TrainConfig, override
+from genreg_core.data.datasets import Split
 from genreg_core.evaluation.statistics import SPREAD_NOTE, mean_sd
 from genreg_core.lab import Lab, open_lab
 from genreg_core.training.generator_regime import get_own_generator
@@ -117,8 +118,15 @@ def write_reports(rows: list[Row], args: argparse.Namespace, header: str) -> Non
     write_readme_claims(args.readme, claims_summary(claims, f"{args.claims}.md", datasets[0]))
 
 
+def grid_split(lab: Lab, seed: int) -> Split:
+    """The split a grid run of ``seed`` trains, selects and tests on: the lab's one fixed split, whatever the seed
+    (the seed varies the labelled subset, the initialisation and the noise through ``TrainConfig.seed``)."""
+    del seed  # never changes the split: every seed is tested on the same images
+    return lab.split
+
+
 def _run(lab: Lab, args: argparse.Namespace, init: str, regime: str, method: str, n: int, seed: int) -> Row:
-    split = lab.split  # the fixed split: seeds never change the test set
+    split = grid_split(lab, seed)
     config = TrainConfig()
     for key, value in parse_overrides(args.set).items():
         config = override(config, key, value)
