@@ -55,19 +55,24 @@ if lab.generator_source is None:
                "an *own* generator on the classifier's N-per-class images only.")
 
 st.subheader("What the papers claim, and what our runs show")
+dataset = lab.data_config.name
 try:
-    claims, meta = load_claims()
+    claims, meta = load_claims(dataset=dataset)
 except ValueError as exc:
-    st.info(str(exc))
+    st.info(f"No claims judged on **{dataset}** yet: {exc}")
 else:
+    st.caption(f"Claims judged on **{dataset}**, the dataset in use.")
     st.dataframe(pd.DataFrame([{"claim": c.claim, "verdict": c.verdict, "see it on": f"/{c.page}",
                                 "setting": c.setting} for c in claims]), hide_index=True, key="home.claims",
                  column_config={"see it on": st.column_config.LinkColumn("see it on", display_text=r"/(.*)")})
     for c in claims:  # the numbers are too long for a table cell: one list per claim, setting by setting
         with st.expander(f"{c.claim} — **{c.verdict}**: the numbers"):
             st.markdown("\n".join(f"- {part.strip()}" for part in c.numbers.split("; ")))
-    st.caption(f"From `genreg_core/analysis/claims.json` ({meta.get('setting', '')}). Verdicts: two means differ "
-               "only when their gap exceeds two standard errors and half a point; `python -m experiments.reproduce` "
-               "reruns the grid.")
+    st.caption(f"From `genreg_core/analysis/claims.json` ({meta.get('setting', '')}). Each comparison pairs two "
+               "methods on the same seeds: mean difference [95 % t-interval] (n seeds), in points of test accuracy. "
+               "Reproduced / reversed when the whole interval lies beyond the practical threshold (1 point; "
+               "tolerance 0.1) in the claimed / the opposite direction, not reproduced when it rules the claimed "
+               "gain out, inconclusive when it straddles the threshold or fewer than 5 seeds pair. "
+               "`python -m experiments.reproduce` reruns the grid.")
 
 prefetch_first_view(lab)  # drawn last, so it does not slow this page: Feature space then opens at once

@@ -11,6 +11,8 @@ GENERATOR_REGIMES = ("pool", "own")
 PcrReduction = Literal["sum", "mean"]
 MgrLookahead = Literal["sgd", "adam"]
 InitName = Literal["scratch", "pretrained"]
+MetaValBudget = Literal["within", "extra"]
+META_VAL_BUDGETS = ("within", "extra")
 
 
 @dataclass
@@ -189,6 +191,10 @@ class TrainConfig:
     width: int = 32  # classifier channels of the first conv block (ConvNet, as FeatureConfig)
     feature_dim: int = 128  # classifier feature size d (ConvNet, as FeatureConfig)
     meta_val_fraction: float = 0.2  # MGR / GSSL: share of the training subset held out as B_val (≥ 1 per class)
+    # MGR / GSSL label budget: "within" = B_val is held out of the per_class images (N labels per class in all, the
+    # cross-entropy sees fewer); "extra" = B_val is drawn in addition from the rest of the train split (the
+    # cross-entropy sees the same N per class as CE, the method uses N + |B_val| / K labels per class)
+    meta_val_budget: MetaValBudget = "within"
     gda: GDAOptions = field(default_factory=GDAOptions)
     randreg: RandRegOptions = field(default_factory=RandRegOptions)
     adarand: AdaRandOptions = field(default_factory=AdaRandOptions)

@@ -138,20 +138,34 @@ def open_lab(data_config: DataConfig | None = None, generator_source: str | None
 
 
 REFERENCES: tuple[str, ...] = ("same", "disjoint")
+SOURCES: tuple[str, ...] = ("train", "test")  # split the real images of an analysis come from
 
 
-def real_subset(lab: Lab, per_class: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
-    """``per_class`` training-split indices per class (all of a class when it has fewer), none of ``exclude``."""
+def split_part(lab: Lab, source: str) -> np.ndarray:
+    """The lab split's ``train`` or ``test`` indices (test images no shipped model ever saw)."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown image source {source!r} (known: {', '.join(SOURCES)})")
+    return lab.split.train if source == "train" else lab.split.test
+
+
+def real_subset(lab: Lab, per_class: int, seed: int, exclude: np.ndarray | None = None,
+                source: str = "train") -> np.ndarray:
+    """``per_class`` indices per class of the ``source`` split (all of a class when it has fewer), none of
+    ``exclude``."""
     labels = lab.dataset.labels.numpy()
-    pool = lab.split.train if exclude is None else np.setdiff1d(lab.split.train, exclude)
+    part = split_part(lab, source)
+    pool = part if exclude is None else np.setdiff1d(part, exclude)
     smallest = int(np.bincount(labels[pool], minlength=lab.n_classes).min())
     if smallest == 0:
-        raise ValueError("a class has no training images left for a disjoint reference set; lower the images per class")
+        raise ValueError(f"a class has no {source} images left for a disjoint reference set; "
+                         "lower the images per class")
     return per_class_subset(labels, pool, min(per_class, smallest), seed)
 
 
-def reference_subset(lab: Lab, originals: np.ndarray, per_class: int, seed: int, reference: str) -> np.ndarray:
-    """The real reference set: ``originals`` ("same") or ``per_class`` other training images per class ("disjoint")."""
+def reference_subset(lab: Lab, originals: np.ndarray, per_class: int, seed: int, reference: str,
+                     source: str = "train") -> np.ndarray:
+    """The real reference set: ``originals`` ("same") or ``per_class`` other images per class of the ``source``
+    split ("disjoint")."""
     if reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r} (known: {', '.join(REFERENCES)})")
-    return originals if reference == "same" else real_subset(lab, per_class, seed + 1, exclude=originals)
+    return originals if reference == "same" else real_subset(lab, per_class, seed + 1, exclude=originals, source=source)

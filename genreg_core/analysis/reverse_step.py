@@ -23,7 +23,7 @@ from genreg_core.diffusion.sampling import reconstruct_many
 from genreg_core.evaluation.metrics import distribution_metrics
 from genreg_core.evaluation.projection import Projector
 from genreg_core.features.extractor import accuracy, predict_labels, train_feature_extractor
-from genreg_core.lab import REFERENCES, Lab, real_subset, reference_subset
+from genreg_core.lab import REFERENCES, SOURCES, Lab, real_subset, reference_subset
 from genreg_core.lru import LRUCache
 
 SweepProgress = Callable[[int, int, str], None]
@@ -41,6 +41,8 @@ class SweepConfig:
     classifier: FeatureConfig = field(default_factory=lambda: FeatureConfig(width=16, feature_dim=64, epochs=15))
     embedding: str = "classifier"  # classifier | ssl | random: the feature space of every metric
     reference: str = "same"  # same | disjoint: the real set the PRDC / Fréchet metrics compare against
+    source: str = "train"  # train | test: the split of the originals and the disjoint reference (test: images the
+    # generator never saw)
 
 
 @dataclass
@@ -66,9 +68,12 @@ def class_centroids(lab: Lab, embedding: str = "classifier") -> np.ndarray:
     return np.stack([feats[labels == c].mean(0) for c in range(lab.n_classes)])
 
 
-def _train_accuracy(lab: Lab, images: torch.Tensor, labels: np.ndarray, config: FeatureConfig) -> float:
-    model = train_feature_extractor(images, torch.from_numpy(labels), lab.n_classes, config, lab.device)
-    return accuracy(model, *lab.test_images())
+def _train_accuracy(lab: Lab, images: torch.Tensor, labels: np.ndarray, config: SweepConfig) -> float:
+    """Accuracy of a classifier trained on ``images``: on the test split, or on the val split when the originals
+    are test images (never score a classifier on the images its training set reconstructs)."""
+    model = train_feature_extractor(images, torch.from_numpy(labels), lab.n_classes, config.classifier, lab.device)
+    held_out = lab.split.val if config.source == "test" else lab.split.test
+    return accuracy(model, lab.dataset.images[held_out], lab.dataset.labels[held_out])
 
 
 def _row(lab: Lab, t: int, x0: torch.Tensor, rec: torch.Tensor, f0: np.ndarray, f: np.ndarray, f_ref: np.ndarray,
@@ -83,8 +88,9 @@ def _row(lab: Lab, t: int, x0: torch.Tensor, rec: torch.Tensor, f0: np.ndarray, 
         "label_agreement": float((predict_labels(lab.extractor, rec) == labels).mean()),
     }
     if config.train_accuracy:
-        row["train_accuracy_on_reconstructions"] = _train_accuracy(lab, rec, labels, config.classifier)
-    return {**row, "embedding": config.embedding, "reference": config.reference}
+        row["train_accuracy_on_reconstructions"] = _train_accuracy(lab, rec, labels, config)
+    return {**row, "embedding": config.embedding, "reference": config.reference, "source": config.source,
+            "seed": config.seed}
 
 
 def run_sweep(lab: Lab, config: SweepConfig, on_progress: SweepProgress | None = None) -> SweepResult:
@@ -102,11 +108,13 @@ def run_sweep(lab: Lab, config: SweepConfig, on_progress: SweepProgress | None =
         raise ValueError(f"unknown embedding {config.embedding!r} (known: {', '.join(EMBEDDINGS)})")
     if config.reference not in REFERENCES:
         raise ValueError(f"unknown reference {config.reference!r} (known: {', '.join(REFERENCES)})")
+    if config.source not in SOURCES:
+        raise ValueError(f"unknown image source {config.source!r} (known: {', '.join(SOURCES)})")
     key = json.dumps([lab.key(), asdict(config)], default=str)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    indices = real_subset(lab, config.per_class, config.seed)
+    indices = real_subset(lab, config.per_class, config.seed, source=config.source)
     x0, y = lab.dataset.images[indices], lab.dataset.labels[indices]
     labels = y.numpy()
     n_t = len(config.t_values)
@@ -119,7 +127,7 @@ def run_sweep(lab: Lab, config: SweepConfig, on_progress: SweepProgress | None =
     recs = reconstruct_many(lab.generator, x0, y.to(lab.device), list(config.t_values), config.sampler, config.seed,
                             reconstructing)
     f0 = embed(lab, x0, config.embedding)
-    reference = reference_subset(lab, indices, config.per_class, config.seed, config.reference)
+    reference = reference_subset(lab, indices, config.per_class, config.seed, config.reference, config.source)
     f_ref = f0 if config.reference == "same" else embed(lab, lab.dataset.images[reference], config.embedding)
     centroids = class_centroids(lab, config.embedding)
     rows, feats = [], []

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genreg_core.config import FeatureConfig, TrainConfig
+from genreg_core.config import META_VAL_BUDGETS, FeatureConfig, TrainConfig
 from genreg_core.data.datasets import ImageDataset, Split, per_class_subset
 from genreg_core.device import resolve_device
 from genreg_core.diffusion.model import Generator
@@ -33,8 +33,8 @@ from genreg_core.lab import check_compatible
 from genreg_core.paths import genreg_home
 from genreg_core.training.methods import Method, MethodSetup, make_method
 
-__all__ = ["TrainCallbacks", "TrainConfig", "TrainResult", "build_classifier", "evaluate", "split_meta_validation",
-           "train_classifier"]
+__all__ = ["TrainCallbacks", "TrainConfig", "TrainResult", "build_classifier", "evaluate", "extra_meta_validation",
+           "split_meta_validation", "train_classifier"]
 
 
 @dataclass
@@ -86,6 +86,28 @@ def split_meta_validation(labels: torch.Tensor | np.ndarray, indices: np.ndarray
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(meta))
 
 
+def extra_meta_validation(labels: torch.Tensor | np.ndarray, pool: np.ndarray, train: np.ndarray, fraction: float,
+                          seed: int = 0) -> np.ndarray:
+    """B_val drawn *in addition* to ``train`` from the rest of ``pool`` (the train split): as many images per class as
+    :func:`split_meta_validation` would hold out of ``train`` (``round(fraction · n_k)``, at least 1), none of
+    ``train``. ``ValueError`` when a class has too few images left."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"meta-validation fraction must lie in (0, 1), got {fraction}")
+    labels = np.asarray(labels)
+    rest = np.setdiff1d(np.asarray(pool), np.asarray(train))
+    rng = np.random.default_rng([seed, 2])
+    meta = []
+    for cls in np.unique(labels[train]):
+        n_k = int((labels[train] == cls).sum())
+        members = rest[labels[rest] == cls]
+        n_meta = max(1, round(fraction * n_k))
+        if len(members) < n_meta:
+            raise ValueError(f"class {cls} has only {len(members)} training images outside the subset, fewer than the "
+                             f"{n_meta} extra meta-validation images meta_val_budget='extra' needs")
+        meta.append(rng.choice(members, size=n_meta, replace=False))
+    return np.sort(np.concatenate(meta))
+
+
 def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` in eval mode on ``images`` (N, C, H, W)."""
     device = next(model.parameters()).device
@@ -121,6 +143,8 @@ def check_train_config(config: TrainConfig) -> None:
     for name, value in numbers.items():
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
+    if config.meta_val_budget not in META_VAL_BUDGETS:
+        raise ValueError(f"unknown meta_val_budget {config.meta_val_budget!r} (known: {', '.join(META_VAL_BUDGETS)})")
     if config.init not in ("scratch", "pretrained"):
         raise ValueError(f"unknown init {config.init!r} (known: scratch, pretrained)")
 
@@ -222,6 +246,8 @@ def _prepare_data(dataset: ImageDataset, split: Split, config: TrainConfig,
     train = per_class_subset(dataset.labels, split.train, config.per_class, config.seed)
     if not method.needs_meta_validation:
         return train, np.zeros(0, np.int64)
+    if config.meta_val_budget == "extra":
+        return train, extra_meta_validation(dataset.labels, split.train, train, config.meta_val_fraction, config.seed)
     return split_meta_validation(dataset.labels, train, config.meta_val_fraction, config.seed)
 
 

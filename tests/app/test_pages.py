@@ -308,11 +308,13 @@ def test_home_page_shows_the_claims_table_with_page_links():
     at = AppTest.from_file("../../app_pages/home.py", default_timeout=240).run()
     assert not at.exception, at.exception
     claims = at.dataframe[0].value
-    assert len(claims) == 4 and set(claims["verdict"]) <= {"reproduced", "not reproduced", "reversed", "not tested"}
+    assert len(claims) == 7 and set(claims["verdict"]) <= {"reproduced", "not reproduced", "reversed", "inconclusive"}
     assert set(claims["see it on"]) <= {"/training_runs", "/meta_latents", "/reference_vectors", "/reverse_step"}
     from pathlib import Path
 
-    saved = json.loads((Path(__file__).parents[2] / "genreg_core/analysis/claims.json").read_text())["claims"]
+    saved = json.loads((Path(__file__).parents[2] / "genreg_core/analysis/claims.json").read_text())
+    saved = saved["datasets"]["digits"]["claims"]
+    assert any("judged on **digits**" in c.value for c in at.caption)
     assert [e.label.split(" — ")[0] for e in at.expander] == [c["claim"] for c in saved]
     assert saved[0]["numbers"].split("; ")[0] in at.expander[0].markdown[0].value  # each setting on its own line
     assert any("whole labelled training split" in c.value for c in at.caption)

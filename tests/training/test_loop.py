@@ -107,3 +107,38 @@ def test_split_meta_validation_holds_out_at_least_one_per_class():
     assert np.bincount(labels[meta]).tolist() == [1, 1, 1]
     with pytest.raises(ValueError, match="per_class ≥ 2"):
         split_meta_validation(labels, np.array([0, 5, 6, 10, 11]), fraction=0.2)
+
+
+def _permuted_test_labels(dataset: ImageDataset, test: np.ndarray, seed: int = 0) -> ImageDataset:
+    """The same dataset with the labels of the test rows shuffled among themselves (every other row unchanged)."""
+    labels = dataset.labels.clone()
+    perm = np.random.default_rng(seed).permutation(test)
+    labels[torch.as_tensor(test)] = dataset.labels[torch.as_tensor(perm)]
+    assert not torch.equal(labels, dataset.labels)
+    return ImageDataset(dataset.images, labels, dataset.class_names, dataset.name)
+
+
+def test_best_epoch_is_chosen_without_test_labels(digits, digits_split):
+    """Model selection reads validation only: permuting the test labels changes no choice and no val number."""
+    config = replace(TrainConfig.tiny(), epochs=4)
+    real = train_classifier(digits, digits_split, config)
+    permuted = train_classifier(_permuted_test_labels(digits, digits_split.test), digits_split, config)
+    assert permuted.best_epoch == real.best_epoch and permuted.best_val_loss == real.best_val_loss
+    assert [r["val_accuracy"] for r in permuted.history] == [r["val_accuracy"] for r in real.history]
+    assert [r["test_accuracy"] for r in permuted.history] != [r["test_accuracy"] for r in real.history]
+
+
+def test_extra_meta_validation_keeps_the_ce_budget(digits, digits_split, tiny_generator):
+    """meta_val_budget="extra": MGR's CE sees CE's N per class; B_val comes from the rest of the train split."""
+    config = replace(TrainConfig.tiny("mgr"), epochs=1)
+    ce = train_classifier(digits, digits_split, replace(config, method="ce"))
+    within = train_classifier(digits, digits_split, config, tiny_generator)
+    extra = train_classifier(digits, digits_split, replace(config, meta_val_budget="extra"), tiny_generator)
+    labels = digits.labels.numpy()
+    assert np.array_equal(extra.train_indices, ce.train_indices)  # the same N = 5 per class as CE
+    assert np.bincount(labels[extra.meta_indices]).tolist() == [1] * 10  # round(0.2 · 5) = 1 per class
+    assert not set(extra.meta_indices) & set(ce.train_indices) and set(extra.meta_indices) <= set(digits_split.train)
+    assert np.bincount(labels[within.train_indices]).tolist() == [4] * 10  # within: 4 + 1 of the same 5
+    assert set(within.train_indices) | set(within.meta_indices) == set(ce.train_indices)
+    with pytest.raises(ValueError, match="meta_val_budget"):
+        train_classifier(digits, digits_split, replace(config, meta_val_budget="more"), tiny_generator)

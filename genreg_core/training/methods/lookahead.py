@@ -19,7 +19,7 @@ from genreg_core.diffusion.sampling import ddim_chain
 from genreg_core.features.extractor import ConvNet
 from genreg_core.training.methods.base import Forward, functional_forward, model_params
 
-__all__ = ["LookaheadResult", "ddim_chain", "lookahead", "lookahead_validation", "pick_batch"]
+__all__ = ["LookaheadResult", "alignment_influence", "ddim_chain", "lookahead", "lookahead_validation", "pick_batch"]
 
 
 def lookahead(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
@@ -49,6 +49,27 @@ class LookaheadResult:
     real: torch.Tensor  # () the real-batch loss at θ (in the lookahead's graph)
     x_val: torch.Tensor  # (M, C, H, W) the validation batch used
     y_val: torch.Tensor  # (M,)
+    params_after: dict[str, torch.Tensor] | None = None  # θ' (in the graph)
+    regularized: torch.Tensor | None = None  # () λ mean_i w_i ℓ_i(θ), the regularizer term of the lookahead loss
+
+
+def alignment_influence(result: LookaheadResult) -> torch.Tensor:
+    """``−λ ∇CE(B_val; θ')·∇ℓ_i(θ)`` (S,) for each synthetic sample, whatever ``step`` the lookahead took.
+
+    Under plain SGD this equals ``(S/η) ∂CE(B_val; θ')/∂w_i``; under the Adam-shaped step it does not (the
+    derivative goes through Adam's preconditioner), so it is computed directly: ``h = ∇_θ' CE(B_val; θ')``
+    (detached), then ``∂/∂w_i [h · ∇_θ λ mean_j w_j ℓ_j(θ)] = (λ/S) h·∇ℓ_i``, times ``−S``. Keeps every graph.
+    """
+    if result.params_after is None or result.regularized is None:
+        raise ValueError("alignment_influence needs a LookaheadResult from lookahead_validation")
+    names = list(result.params)
+    after = [result.params_after[k] for k in names]
+    h = torch.autograd.grad(result.val_after, after, retain_graph=True, allow_unused=True)
+    g = torch.autograd.grad(result.regularized, [result.params[k] for k in names], create_graph=True,
+                            retain_graph=True, allow_unused=True)
+    dot = sum((hk.detach() * gk).sum() for hk, gk in zip(h, g) if hk is not None and gk is not None)
+    (per_weight,) = torch.autograd.grad(dot, result.weights, retain_graph=True)
+    return -per_weight.detach() * result.weights.shape[0]
 
 
 def lookahead_validation(model: ConvNet, real_loss: Callable[[Forward], torch.Tensor],
@@ -59,16 +80,18 @@ def lookahead_validation(model: ConvNet, real_loss: Callable[[Forward], torch.Te
 
     ``step(params, loss, lr)`` takes the differentiable step (plain SGD by default; MGR's Adam-shaped option).
     ``regularizer(forward)`` returns the per-sample loss ``ℓ_i`` (S,) of the synthetic batch. ``∂ val_after / ∂ w_i``
-    is ``−(η/S) λ ∇CE(B_val; θ')·∇ℓ_i(θ)``, the per-sample influence both methods record.
+    is ``−(η/S) λ ∇CE(B_val; θ')·∇ℓ_i(θ)`` under plain SGD only (see :func:`alignment_influence` for any step).
     """
     params = model_params(model)
     forward = functional_forward(model, params)
     real = real_loss(forward)
     per_sample = regularizer(forward)  # (S,)
     weights = torch.ones(per_sample.shape[0], device=per_sample.device, requires_grad=True)
-    params_after = step(params, real + weight * (weights * per_sample).mean(), lr)
+    regularized = weight * (weights * per_sample).mean()
+    params_after = step(params, real + regularized, lr)
     x_val, y_val = pick_batch(meta_images, meta_labels, val_batch, rng)
     with torch.no_grad():
         val_before = F.cross_entropy(forward(x_val)[1], y_val)
     val_after = F.cross_entropy(functional_forward(model, params_after)(x_val)[1], y_val)
-    return LookaheadResult(val_before, val_after, weights, forward, params, real, x_val, y_val)
+    return LookaheadResult(val_before, val_after, weights, forward, params, real, x_val, y_val, params_after,
+                           regularized)

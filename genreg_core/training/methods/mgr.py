@@ -40,7 +40,7 @@ from genreg_core.training.methods.base import (
     randn,
 )
 from genreg_core.training.methods.ce import CrossEntropy
-from genreg_core.training.methods.lookahead import ddim_chain, lookahead, lookahead_validation
+from genreg_core.training.methods.lookahead import alignment_influence, ddim_chain, lookahead, lookahead_validation
 from genreg_core.training.methods.mgr_options import ConditionalFinder, adam_lookahead
 
 
@@ -62,9 +62,11 @@ def pcr_per_sample(forward: Forward, x_p: torch.Tensor, rng: torch.Generator, re
     """``‖g(T₁(x_p)) − g(T₂(x_p))‖²`` per synthetic image, (N,), summed (the paper) or averaged over the d feature
     dimensions (``reduction``); both views go through one forward pass.
 
-    The two are one knob: the mean is the sum with λ/d. The default (mean, λ = 1, i.e. λ_sum ≈ 0.008) is the best
-    point of the λ sweep in the README (experiments/results/mgr_sweep.md); λ_sum ≥ 0.1 falls far below CE and the sum
-    with λ = 1 collapses the features.
+    The two are one knob: the mean is the sum with λ/d. The default (mean, λ = 1, i.e. λ_sum ≈ 0.008) came from a
+    sweep that ranked by *test* accuracy under per-seed splits (experiments/results/mgr_sweep_per_seed_split.jsonl):
+    it is not a validated choice. ``experiments.mgr_sweep`` now chooses by validation accuracy only; until it is
+    rerun the default stands unvalidated. That old sweep did show λ_sum ≥ 0.1 far below CE and the sum with λ = 1
+    collapsing the features.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"unknown PCR reduction {reduction!r} (known: sum, mean)")
@@ -166,6 +168,8 @@ class MGR(Method):
                                     lr, setup.meta_images, setup.meta_labels, self.val_batch, setup.rng,
                                     step=self._lookahead)
         val_before, val_after, weights = meta.val_before, meta.val_after, meta.weights
+        # under the Adam lookahead ∂L_val/∂w_i goes through the preconditioner: the alignment is computed directly
+        influence = alignment_influence(meta) if self.lookahead == "adam" else None
         val_random = self._val_after_random(model, meta.params, meta.real, u, classes, augment_state, meta.x_val,
                                             meta.y_val, lr)
         finder_params = list(self.finder_.parameters())
@@ -174,8 +178,8 @@ class MGR(Method):
             p.grad = g
         self.finder_optimizer_.step()
         finder_grad_norm = torch.sqrt(sum(g.pow(2).sum() for g in finder_grads)).item()
-        # ∂L_val(θ')/∂w_i = −(η/S) λ ∇L_val(θ')·∇ℓ_PCR,i(θ); rescaled to the alignment proxy −λ ∇L_val·∇ℓ_PCR,i
-        influence = weight_grad.detach() * x_p.shape[0] / lr
+        if influence is None:  # SGD: ∂L_val(θ')/∂w_i = −(η/S) λ ∇L_val(θ')·∇ℓ_PCR,i(θ), rescaled to −λ ∇L_val·∇ℓ_PCR,i
+            influence = weight_grad.detach() * x_p.shape[0] / lr
         shift = (latents - u).pow(2).mean().sqrt().item()
         self.val_before_.append(val_before.item())
         self.val_after_.append(val_after.item())

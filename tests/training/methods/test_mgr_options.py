@@ -182,3 +182,57 @@ def test_mgr_rejects_unknown_options():
         MGR(CrossEntropy(), MGROptions(pcr_reduction="max"))
     with pytest.raises(ValueError, match="lookahead"):
         MGR(CrossEntropy(), MGROptions(lookahead="rmsprop"))
+
+
+def _influence_case(step_kind: str):
+    """A lookahead on a tiny ConvNet whose Adam has moments from two real steps; a per-sample CE as ℓ_i."""
+    from genreg_core.training.methods.base import functional_forward
+    from genreg_core.training.methods.lookahead import alignment_influence, lookahead, lookahead_validation
+
+    model = _tiny_model()
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 1, 16, 16, generator=gen), torch.randint(N_CLASSES, (8,), generator=gen)
+    x_s, y_s = torch.randn(5, 1, 16, 16, generator=gen), torch.randint(N_CLASSES, (5,), generator=gen)
+    x_v, y_v = torch.randn(6, 1, 16, 16, generator=gen), torch.randint(N_CLASSES, (6,), generator=gen)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(2):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    def real(forward):
+        return F.cross_entropy(forward(x)[1], y)
+
+    def per_sample(forward):
+        return F.cross_entropy(forward(x_s)[1], y_s, reduction="none")  # (S,)
+
+    def step(p, loss, lr):
+        return adam_lookahead(p, loss, lr, optimizer) if step_kind == "adam" else lookahead(p, loss, lr)
+
+    lam, lr = 0.7, 0.05
+    result = lookahead_validation(model, real, per_sample, lam, lr, x_v, y_v, 6, gen, step=step)
+    influence = alignment_influence(result)
+    (weight_grad,) = torch.autograd.grad(result.val_after, [result.weights], retain_graph=True)
+    # the reference, sample by sample: h = ∇_θ' CE(B_val; θ') and ∇_θ ℓ_i(θ) from a fresh forward at θ
+    params = result.params
+    val = F.cross_entropy(functional_forward(model, result.params_after)(x_v)[1], y_v)
+    h = torch.autograd.grad(val, [result.params_after[k] for k in params], retain_graph=True, allow_unused=True)
+    losses = per_sample(functional_forward(model, params))
+    reference = []
+    for i in range(5):
+        g = torch.autograd.grad(losses[i], list(params.values()), retain_graph=True, allow_unused=True)
+        reference.append(-lam * sum((a * b).sum() for a, b in zip(h, g) if a is not None and b is not None))
+    return influence, torch.stack(reference).detach(), weight_grad * 5 / lr
+
+
+def test_influence_is_the_alignment_under_the_adam_lookahead():
+    """−λ ∇CE(B_val; θ')·∇ℓ_i(θ) computed sample by sample; the S/η rescale of ∂L_val/∂w_i is not it under Adam."""
+    influence, reference, rescaled = _influence_case("adam")
+    torch.testing.assert_close(influence, reference, rtol=1e-3, atol=1e-6)
+    assert not torch.allclose(rescaled, reference, rtol=0.1, atol=1e-4)  # the old record, wrong under Adam
+
+
+def test_influence_under_sgd_equals_the_rescaled_weight_gradient():
+    influence, reference, rescaled = _influence_case("sgd")
+    torch.testing.assert_close(influence, reference, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(rescaled, reference, rtol=1e-3, atol=1e-6)

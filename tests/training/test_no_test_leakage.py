@@ -1,0 +1,124 @@
+"""No model ever sees the fixed test set: the shipped generator, feature extractor and backbone, an own generator,
+and every classifier run of every seed of the grid's protocol."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from experiments.reproduce import grid_split
+from genreg_core.config import DataConfig, TrainConfig, config_from_dict
+from genreg_core.data.datasets import load_digits_dataset, per_class_subset, split_dataset
+from genreg_core.diffusion.model import load_generator
+from genreg_core.features.backbone import get_backbone, load_backbone
+from genreg_core.features.extractor import data_fingerprint, load_feature_extractor
+from genreg_core.lab import Lab, real_subset
+from genreg_core.training.generator_regime import get_own_generator
+from genreg_core.training.loop import train_classifier
+
+ASSETS = Path(__file__).resolve().parents[2] / "genreg_core" / "assets"
+SHIPPED = {"generator": ASSETS / "digits-ddpm" / "genreg.json", "features": ASSETS / "digits-features" / "config.json",
+           "backbone": ASSETS / "digits-ssl" / "backbone.json"}
+SEEDS = range(10)
+
+
+def _fixed_split(digits):
+    config = DataConfig()  # the lab's default: split seed 0, the split every grid seed uses
+    return split_dataset(digits.labels, config.split_seed, config.val_fraction, config.test_fraction)
+
+
+@pytest.mark.parametrize("model", sorted(SHIPPED))
+def test_shipped_models_trained_on_the_train_split_only(model, digits):
+    meta = json.loads(SHIPPED[model].read_text())
+    data = config_from_dict(DataConfig, meta["data_config"])
+    recorded = split_dataset(digits.labels, data.split_seed, data.val_fraction, data.test_fraction)
+    trained = np.asarray(meta["train_indices"])
+    assert np.array_equal(trained, recorded.train)
+    fixed = _fixed_split(digits)
+    assert not set(trained) & set(fixed.test) and not set(trained) & set(fixed.val)
+
+
+def test_the_backbone_pool_is_those_rows(digits):
+    """The backbone recorded the content hash of its pool when it was trained: it is exactly the recorded rows."""
+    backbone = load_backbone()
+    rows = np.asarray(backbone.provenance["train_indices"])
+    assert backbone.provenance["pool_fingerprint"] == data_fingerprint(digits.images[rows])
+
+
+def test_the_generator_fits_its_train_rows_better_than_unseen_val_and_test(digits):
+    """Corroboration from the weights: the denoising loss on train rows is lower than on val and test, which the
+    generator treats alike (it saw neither). Same noise, same t, same number of images per split."""
+    generator = load_generator()
+    split = _fixed_split(digits)
+    losses = {}
+    for name in ("train", "val", "test"):
+        rows = torch.as_tensor(getattr(split, name)[:200])
+        x0, y = digits.images[rows], digits.labels[rows]
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+        total = 0.0
+        for t in (50, 200):
+            ab = generator.alpha_bar(t)
+            x_t = ab ** 0.5 * x0 + (1 - ab) ** 0.5 * noise
+            with torch.no_grad():
+                eps = generator.unet(x_t, torch.full((len(rows),), t), class_labels=y).sample
+            total += float((eps - noise).pow(2).mean())
+        losses[name] = total
+    gap = min(losses["val"], losses["test"]) - losses["train"]
+    assert gap > 0 and abs(losses["val"] - losses["test"]) < gap / 2, losses
+
+
+def test_the_feature_extractor_fits_its_train_rows_better_than_val_and_test(digits):
+    extractor = load_feature_extractor()
+    split = _fixed_split(digits)
+    loss = {}
+    for name in ("train", "val", "test"):
+        rows = torch.as_tensor(getattr(split, name))
+        with torch.no_grad():
+            loss[name] = float(F.cross_entropy(extractor.model(digits.images[rows]), digits.labels[rows]))
+    gap = min(loss["val"], loss["test"]) - loss["train"]
+    assert gap > 0 and abs(loss["val"] - loss["test"]) < gap / 2, loss
+
+
+def _lab(digits, split, generator=None) -> Lab:
+    return Lab(DataConfig(), digits, split, generator, None, torch.device("cpu"))
+
+
+def test_every_seed_tests_on_the_same_images_no_model_saw(digits, digits_split, tiny_generator):
+    fixed = _fixed_split(digits)
+    lab = _lab(digits, fixed)
+    seen = {name: set(json.loads(path.read_text())["train_indices"]) for name, path in SHIPPED.items()}
+    test = set(fixed.test)
+    for seed in SEEDS:
+        split = grid_split(lab, seed)
+        assert np.array_equal(split.test, fixed.test) and np.array_equal(split.val, fixed.val)
+        assert not set(per_class_subset(digits.labels, split.train, 25, seed)) & test  # the run's (own) rows
+        assert get_backbone(digits, split, 32, 128, "/nonexistent").provenance["train_indices"] == \
+            sorted(seen["backbone"])  # pretrained runs start from the shipped backbone
+        assert set(real_subset(lab, 15, seed, source="test")) <= test  # reverse-step originals: never seen
+        assert not set(real_subset(lab, 15, seed, source="test")) & set().union(*seen.values())
+    config = replace(TrainConfig.tiny("mgr"), epochs=1)
+    for seed in (0, 1):
+        for budget in ("within", "extra"):
+            result = train_classifier(digits, grid_split(lab, seed), replace(config, seed=seed, meta_val_budget=budget),
+                                      tiny_generator)
+            assert not (set(result.train_indices) | set(result.meta_indices)) & test
+
+
+def test_an_own_generator_trains_on_the_runs_rows_only(digits):
+    split = _fixed_split(digits)
+    config = replace(TrainConfig.tiny("gda"), per_class=3, seed=4, generator_regime="own")
+    generator = get_own_generator(digits, split, DataConfig(), config)
+    rows = generator.metadata["train_rows"]
+    assert rows == per_class_subset(digits.labels, split.train, 3, 4).tolist()
+    assert not set(rows) & set(split.test) and not set(rows) & set(split.val)
+    assert generator.metadata["data_config"] == asdict(DataConfig())
+
+
+def test_fixture_split_is_the_fixed_split(digits, digits_split):
+    assert np.array_equal(digits_split.test, _fixed_split(load_digits_dataset(16)).test)
