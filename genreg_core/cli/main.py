@@ -32,6 +32,7 @@ from genreg_core.cli.args import (
     warn_skipped,
 )
 from genreg_core.cli.backbone import add_backbone_commands
+from genreg_core.cli.grid import add_grid_command
 from genreg_core.cli.runs import add_run_commands
 from genreg_core.config import DataConfig, get_preset
 from genreg_core.device import resolve_device
@@ -381,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "training images per class")
     p.set_defaults(func=cmd_sweep, sampler_steps=25)
     add_run_commands(sub, _add_data_args)
+    add_grid_command(sub, _add_data_args)
     add_backbone_commands(sub, _add_data_args)
     return parser
 
