@@ -49,12 +49,13 @@ def grid_spec(args: argparse.Namespace):
 def cmd_grid(args: argparse.Namespace) -> int:
     from genreg_core.analysis.claims import claims_markdown, judge_claims
     from genreg_core.cli.runs import check_before_training
-    from genreg_core.runs.engines import make_engine, parse_resources
+    from genreg_core.runs.engines import check_engine, make_engine, parse_resources
     from genreg_core.runs.grid import cell_spec, expand_cells, format_grid_table, grid_table, run_grid
     from genreg_core.runs.store import RunStore
     from genreg_core.training.loop import check_train_config
 
     resources = parse_resources(args.resources_per_run)
+    check_engine(args.engine, args.address)
     grid = grid_spec(args)
     cells = expand_cells(grid)
     for cell in cells:

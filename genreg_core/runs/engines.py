@@ -187,12 +187,20 @@ class RayEngine:
             self.ray.shutdown()
 
 
+def check_engine(name: str, address: str | None = None) -> None:
+    """Refuse, in seconds and before any work, an unknown engine, a missing Ray or an unreachable ``address``."""
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
+    if name == "local" and address:
+        raise ValueError("--address is for --engine ray; the local engine runs on this machine")
+    if name == "ray":
+        import_ray()
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address not in (None, "auto", "local"):
+            check_ray_address(address)
+
+
 def make_engine(name: str, store: RunStore, resources: Resources = Resources(), address: str | None = None):
     """The engine ``name`` (``local`` | ``ray``) bound to ``store``."""
-    if name == "local":
-        if address:
-            raise ValueError("--address is for --engine ray; the local engine runs on this machine")
-        return LocalEngine(store, resources)
-    if name == "ray":
-        return RayEngine(store, resources, address)
-    raise ValueError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
+    check_engine(name, address)
+    return LocalEngine(store, resources) if name == "local" else RayEngine(store, resources, address)
