@@ -3,10 +3,10 @@
 Protocol of docs/algorithms.md: for each seed a fixed stratified train / val / test split (``split_dataset``
 with that seed) and the same seed for the run; test accuracy at the best validation-loss epoch; mean ±
 std over seeds. Methods that use no generator (ce, randreg, adarand) run once per init and count under
-every regime. Each finished run is appended to ``--results`` (JSON lines; rerunning skips what is there,
-so the grid can be run in pieces and in parallel processes with different flags). After every run the
-accuracy tables (``--out``) and the claims table (``--claims``: markdown and JSON, via
-``genreg_core.analysis.claims``) are rewritten:
+every regime. The runs go through ``genreg grid`` (``genreg_core.runs.grid``: recorded in the run store, cells
+already finished there skipped, ``--engine local|ray``); each finished cell is appended to ``--results`` (JSON
+lines; cells already there are not appended again). Then the accuracy tables (``--out``) and the claims table
+(``--claims``: markdown and JSON, via ``genreg_core.analysis.claims``) are rewritten:
 
     python -m experiments.reproduce --inits scratch --regimes pool own --methods ce randreg adarand gda \\
         --settings 5 10 25 --seeds 0 1 2 --threads 1
@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
-from dataclasses import replace
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from genreg_core.analysis.claims import (
     CLAIMS_PATH,
@@ -33,14 +31,12 @@ from genreg_core.analysis.claims import (
     save_claims,
     write_readme_claims,
 )
-from genreg_core.config import GENERATOR_REGIMES, TrainConfig, override
-from genreg_core.data.datasets import split_dataset
-from genreg_core.lab import Lab, open_lab
-from genreg_core.training.generator_regime import get_own_generator
-from genreg_core.training.loop import train_classifier
-from genreg_core.training.methods import GENERATOR_METHODS, METHODS, make_method
+from genreg_core.config import GENERATOR_REGIMES, TrainConfig
+from genreg_core.runs.engines import ENGINES, Resources, make_engine
+from genreg_core.runs.grid import COST_ORDER, GridSpec, parse_overrides, run_grid
+from genreg_core.runs.store import RunStore
+from genreg_core.training.methods import GENERATOR_METHODS, METHODS
 
-COST_ORDER = ("ce", "randreg", "adarand", "gda", "mgr", "mgr+adarand", "semantic", "gssl")  # cheap methods first
 Row = dict
 
 
@@ -105,36 +101,25 @@ def write_reports(rows: list[Row], args: argparse.Namespace, header: str) -> Non
     write_readme_claims(args.readme, claims_summary(claims, f"{args.claims}.md"))
 
 
-def _run(lab: Lab, args: argparse.Namespace, init: str, regime: str, method: str, n: int, seed: int) -> Row:
-    split = split_dataset(lab.dataset.labels, seed, lab.data_config.val_fraction, lab.data_config.test_fraction)
-    config = TrainConfig()
-    for key, value in parse_overrides(args.set).items():
-        config = override(config, key, value)
-    config = replace(config, method=method, per_class=n, epochs=args.epochs, seed=seed, init=init,
-                     generator_regime=regime)
-    generator = lab.generator
-    if regime == "own" and make_method(method, config).needs_generator:
-        generator = get_own_generator(lab.dataset, split, lab.data_config, config, lab.device)
-    start, cpu = time.perf_counter(), time.process_time()
-    result = train_classifier(lab.dataset, split, config, generator, lab.device)
-    return {"init": init, "regime": regime, "method": method, "per_class": n, "seed": seed, "epochs": args.epochs,
-            "test_accuracy": result.test_accuracy, "best_epoch": result.best_epoch,
-            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
-
-
-def parse_overrides(items: list[str]) -> dict[str, object]:
-    """``["mgr.weight=0.5", ...]`` -> {dotted TrainConfig field: value}; ``ValueError`` for an unknown field."""
-    overrides: dict[str, object] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes FIELD=VALUE with a TrainConfig field, got {item!r}")
-        override(TrainConfig(), key, None)  # ValueError for a path that names no field
-        try:
-            overrides[key] = json.loads(text)
-        except json.JSONDecodeError:
-            overrides[key] = text
-    return overrides
+def run_cells(args: argparse.Namespace, results: Path) -> list[Row]:
+    """Run the grid of the flags with ``genreg_core.runs.grid`` and append its finished cells that ``results`` lacks;
+    returns every row of ``results``."""
+    grid = GridSpec(methods=tuple(args.methods), per_class=tuple(args.settings), seeds=tuple(args.seeds),
+                    inits=tuple(args.inits), regimes=tuple(args.regimes), epochs=args.epochs,
+                    overrides=parse_overrides(args.set), device=args.device)
+    store = RunStore(tracking_uri=args.tracking_uri)
+    engine = make_engine(args.engine, store, Resources(cpu=args.threads or 1), args.address)
+    result = run_grid(store, grid, engine, on_progress=lambda p: print(p.line(), file=sys.stderr, flush=True))
+    key = ("init", "regime", "method", "per_class", "seed", "epochs")
+    done = {tuple(r[k] for k in key) for r in _load_rows(results)}
+    with results.open("a") as handle:
+        for row in result.rows():
+            if tuple(row[k] for k in key) not in done:
+                handle.write(json.dumps(row) + "\n")
+    for cell in result.cells:
+        if cell.status == "failed":
+            print(f"FAILED {cell.cell.label()}: {cell.error}", file=sys.stderr)
+    return _load_rows(results)
 
 
 def main() -> None:
@@ -146,7 +131,10 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default 1)")
+    parser.add_argument("--engine", choices=list(ENGINES), default="local", help="where the runs execute")
+    parser.add_argument("--address", default=None, help="--engine ray: the cluster (default RAY_ADDRESS, else local)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default MLFLOW_TRACKING_URI, else local)")
     parser.add_argument("--results", default="experiments/results/grid.jsonl", help="one JSON line per finished run")
     parser.add_argument("--out", default="experiments/results/reproduce.md")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
@@ -159,32 +147,12 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="only rewrite the tables from --results")
     args = parser.parse_args()
     parse_overrides(args.set)  # refuse a bad --set before any run
-    if args.threads:
-        torch.set_num_threads(args.threads)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     header = (f"# genreg reproduction grid: digits ({platform.processor() or 'cpu'}; CPU and wall seconds of every "
               f"run are in the results file; commands in the README)")
-    if args.report_only:
-        write_reports(_load_rows(results), args, header)
-        return
-    lab = open_lab(device=args.device)
-    methods = [m for m in COST_ORDER if m in args.methods]
-    for method in methods:
-        regimes = args.regimes if method in GENERATOR_METHODS else args.regimes[:1]
-        for init in args.inits:
-            for regime in regimes:
-                for n in args.settings:
-                    for seed in args.seeds:
-                        done = {(r["init"], r["regime"], r["method"], r["per_class"], r["seed"], r["epochs"])
-                                for r in _load_rows(results)}
-                        if (init, regime, method, n, seed, args.epochs) in done:
-                            continue
-                        row = _run(lab, args, init, regime, method, n, seed)
-                        print(json.dumps(row), flush=True)
-                        with results.open("a") as handle:
-                            handle.write(json.dumps(row) + "\n")
-                        write_reports(_load_rows(results), args, header)
+    rows = _load_rows(results) if args.report_only else run_cells(args, results)
+    write_reports(rows, args, header)
     print(f"wrote {args.out}, {args.claims}.md and {args.claims_json}")
 
 

@@ -299,3 +299,86 @@ def format_grid_table(table: list[dict[str, Any]]) -> str:
                 f"({cells[n]['runs']})" if n in cells else "–" for n in settings) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def grid_to_json(grid: GridSpec) -> str:
+    return json.dumps(asdict(grid), indent=2, default=str)
+
+
+def grid_from_json(text: str) -> GridSpec:
+    from genreg_core.config import config_from_dict
+
+    raw = json.loads(text)
+    axes = {k: tuple(raw[k]) for k in ("methods", "per_class", "seeds", "inits", "regimes")}
+    return GridSpec(**axes, epochs=raw["epochs"], data=config_from_dict(DataConfig, raw["data"]),
+                    split_seed=raw["split_seed"], base=config_from_dict(TrainConfig, raw["base"]),
+                    overrides=raw["overrides"], generator=raw["generator"], device=raw["device"])
+
+
+def grid_status(store: RunStore, grid: GridSpec) -> tuple[str, list[CellState]]:
+    """The grid's id and each cell's state as the store has it now (for a grid running in another process): a
+    cell is finished with a FINISHED run, running with a live one, failed when its newest run failed, else left."""
+    grid_id, states = plan_grid(store, grid)
+    newest: dict[str, Any] = {}
+    for key, run in store.runs_tagged("genreg.cell", {s.key for s in states if s.status == "left"}):
+        newest.setdefault(key, run)
+    for state in states:
+        run = newest.get(state.key)
+        if state.status == "left" and run is not None:
+            state.run_id = run.run_id
+            state.status = "running" if run.status in ("queued", "running") else "failed"
+            state.error = run.error
+    return grid_id, states
+
+
+def launch_grid(store: RunStore, grid: GridSpec, engine: str = "local", resources: str = "cpu=1,gpu=0",
+                address: str | None = None, retries: int = DEFAULT_RETRIES) -> str:
+    """Run ``grid`` in a detached background process (``python -m genreg_core.runs.grid``) that outlives the caller
+    (the app); returns the grid's id. Its log is ``$GENREG_HOME/grids/<id>/grid.log``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from genreg_core.runs.engines import check_engine, parse_resources
+
+    parse_resources(resources)
+    check_engine(engine, address)
+    grid_id, _ = plan_grid(store, grid)
+    folder = store.home / "grids" / grid_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "grid.json").write_text(grid_to_json(grid))
+    command = [sys.executable, "-m", "genreg_core.runs.grid", str(folder / "grid.json"), "--engine", engine,
+               "--resources-per-run", resources, "--retries", str(retries)]
+    command += ["--address", address] if address else []
+    env = dict(os.environ, GENREG_HOME=str(store.home), MLFLOW_TRACKING_URI=store.tracking_uri)
+    with open(folder / "grid.log", "w") as log:
+        subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                         start_new_session=True, cwd=str(Path(__file__).resolve().parents[2]))
+    return grid_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m genreg_core.runs.grid GRID_JSON``: run a saved grid to its end (what ``launch_grid`` starts)."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    from genreg_core.runs.engines import ENGINES, make_engine, parse_resources
+
+    parser = argparse.ArgumentParser(prog="python -m genreg_core.runs.grid", description=main.__doc__)
+    parser.add_argument("grid_json")
+    parser.add_argument("--engine", choices=list(ENGINES), default="local")
+    parser.add_argument("--address", default=None)
+    parser.add_argument("--resources-per-run", default="cpu=1,gpu=0")
+    parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES)
+    args = parser.parse_args(argv)
+    store = RunStore()
+    grid = grid_from_json(Path(args.grid_json).read_text())
+    engine = make_engine(args.engine, store, parse_resources(args.resources_per_run), args.address)
+    result = run_grid(store, grid, engine, args.retries, lambda p: print(p.line(), file=sys.stderr, flush=True))
+    return 1 if result.progress.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
