@@ -202,7 +202,7 @@ def _finish(store: RunStore, state: CellState, run_id: str) -> None:
     metrics = store.get_run(run_id).data.metrics
     state.status, state.run_id, state.error = "finished", run_id, None
     state.test_accuracy = metrics.get("test_accuracy_at_best")
-    state.seconds, state.cpu_seconds = metrics.get("seconds"), metrics.get("cpu_seconds")
+    state.seconds, state.cpu_seconds = metrics.get("run_seconds"), metrics.get("run_cpu_seconds")
 
 
 def run_grid(store: RunStore, grid: GridSpec, engine, retries: int = DEFAULT_RETRIES,

@@ -139,7 +139,7 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int | None = DEFAU
 
     ``max_concurrent`` is the number of file-lock slots shared by this machine's genreg processes; None waits for
     none (a scheduler such as Ray decides what runs at once). The run's wall and CPU seconds are logged as the
-    metrics ``seconds`` and ``cpu_seconds``.
+    metrics ``run_seconds`` and ``run_cpu_seconds``.
 
     Exceptions from training are recorded (status FAILED, tag ``genreg.error``) and re-raised.
     """
@@ -172,8 +172,8 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int | None = DEFAU
         result = train_classifier(lab.dataset, lab.split, spec.train, generator, lab.device, callbacks)
         logger.flush()
         final = {"best_val_loss": result.best_val_loss, "test_accuracy_at_best": result.test_accuracy,
-                 "best_epoch": result.best_epoch, "seconds": time.perf_counter() - started,
-                 "cpu_seconds": time.process_time() - cpu_started}
+                 "best_epoch": result.best_epoch, "run_seconds": time.perf_counter() - started,
+                 "run_cpu_seconds": time.process_time() - cpu_started}
         logger.log({k: v for k, v in final.items() if v is not None}, 0)
         logger.flush()
         _save_model(store, run_id, result)
