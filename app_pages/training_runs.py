@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import pandas as pd
 import streamlit as st
@@ -12,6 +13,8 @@ from genreg_app.url_state import UrlState, list_of
 from genreg_core.config import AdaRandOptions, RandRegOptions, TrainConfig
 from genreg_core.diffusion.perturbation import KINDS, NORMS
 from genreg_core.plots import run_curves
+from genreg_core.runs.engines import ENGINES
+from genreg_core.runs.grid import GridSpec, expand_cells, grid_status, grid_table, launch_grid, progress_of
 from genreg_core.runs.store import EPOCH_KEYS, RunSpec, summarize_runs
 from genreg_core.runs.worker import DEFAULT_MAX_CONCURRENT, launch_run
 from genreg_core.training.methods import METHODS
@@ -24,6 +27,8 @@ st.markdown(
     "store, so they survive page reloads and are shared by every browser tab."
 )
 lab = current_lab()
+GRID_ENGINE = os.environ.get("GENREG_GRID_ENGINE", "local")  # the engine the grid picker starts on
+GRID_ENGINE = GRID_ENGINE if GRID_ENGINE in ENGINES else "local"
 
 
 with store_errors():
@@ -81,14 +86,24 @@ with st.form("tr.form"):
                                   key="tr.gssl_lr")
     max_concurrent = st.number_input("Runs at once (the rest queue)", 1, 8, DEFAULT_MAX_CONCURRENT, key="tr.max")
     launch = st.form_submit_button("Launch", type="primary")
+    st.markdown("**Or as a grid**: methods × images per class × seeds, resumable (cells already finished in the "
+                "store are skipped), on an engine (`genreg grid`; docs/grids.md).")
+    g1, g2, g3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+    grid_settings = g1.multiselect("Grid: images per class", [5, 10, 25, "all"], default=[5], key="tr.grid.per_class")
+    grid_engine = g2.selectbox("Engine", list(ENGINES), index=list(ENGINES).index(GRID_ENGINE), key="tr.grid.engine",
+                               help="local: this machine's background workers; ray: one Ray task per run on the "
+                                    "cluster of RAY_ADDRESS (else a local Ray)")
+    launch_grid_button = g3.form_submit_button("Launch grid")
 
-if launch:
+if launch or launch_grid_button:
     try:
         seeds = sorted({int(s) for s in seeds_text.replace(" ", "").split(",") if s})
     except ValueError:
         seeds = []
     if not methods or not seeds:
         st.error("Pick at least one method and give integer seeds, e.g. 0, 1, 2.")
+    elif launch_grid_button and not grid_settings:
+        st.error("Pick at least one number of images per class for the grid.")
     else:
         base = TrainConfig(
             per_class=None if setting == "all" else int(setting), epochs=int(epochs), lr=float(lr),
@@ -103,8 +118,17 @@ if launch:
             gssl=dataclasses.replace(defaults.gssl, weight=float(gssl_weight), sim_weight=float(gssl_sim),
                                      latent_lr=float(gssl_lr)))
         base = base.mgr_teaching() if mgr_teaching else base
+        if launch_grid_button:
+            grid = GridSpec(methods=tuple(methods), seeds=tuple(seeds), inits=(init,), regimes=(regime,),
+                            per_class=tuple(None if n == "all" else int(n) for n in grid_settings),
+                            epochs=int(epochs), data=lab.data_config, split_seed=lab.data_config.split_seed,
+                            base=base, generator=lab.generator_source, device=str(lab.device.type))
+            with store_errors(stop=False):
+                launch_grid(store, grid, grid_engine)
+                st.session_state["tr.grid"] = grid
+                st.toast(f"Launched a grid of {len(expand_cells(grid))} cell(s) on {grid_engine}.")
         with store_errors(stop=False):
-            for method in methods:
+            for method in methods if launch else []:
                 for seed in seeds:
                     spec = RunSpec(dataclasses.replace(base, method=method, seed=seed), lab.data_config,
                                    lab.generator_source, str(lab.device.type))
@@ -198,7 +222,8 @@ def runs_panel() -> None:
     if chosen:
         extra = sorted({k for run_id in chosen for k in store.metric_keys(run_id)
                         if not k.startswith("step/") and k not in EPOCH_KEYS and k not in
-                        ("epoch", "best_val_loss", "test_accuracy_at_best", "best_epoch")})
+                        ("epoch", "best_val_loss", "test_accuracy_at_best", "best_epoch", "run_seconds",
+                         "run_cpu_seconds")})
         diagnostics = st.multiselect("Method diagnostics", extra, key="tr.diag")
         keys = list(EPOCH_KEYS) + diagnostics
         histories = {names[run_id]: store.history(run_id, tuple(keys)) for run_id in chosen}
@@ -220,6 +245,29 @@ def runs_panel() -> None:
                                    if r.run_id in chosen]), "runs.json", "application/json", key="tr.json")
 
 
+@st.fragment(run_every=2.0)
+@guarded
+def grid_panel() -> None:
+    """The grid launched last from this tab: its progress and its table as it fills, read from the store."""
+    grid_id, cells = grid_status(store, st.session_state["tr.grid"])
+    progress = progress_of(cells)
+    st.subheader(f"Grid {grid_id}")
+    st.progress(progress.done / max(1, len(cells)), text=progress.line())
+    table = grid_table([c.row() for c in cells if c.status == "finished"])
+    if table:
+        frame = pd.DataFrame(table)
+        frame["per_class"] = frame["per_class"].map(lambda n: "all" if n is None or n != n else str(int(n)))
+        frame["test accuracy"] = [_accuracy_text(m, s, n) for m, s, n in
+                                  zip(frame.test_accuracy_mean, frame.test_accuracy_std, frame.runs)]
+        st.dataframe(frame[["init", "regime", "method", "per_class", "runs", "test accuracy"]], hide_index=True,
+                     key="tr.grid.table")
+    failed = [c for c in cells if c.status == "failed"]
+    if failed:
+        st.warning("\n".join(f"- {c.cell.label()}: {c.error}" for c in failed))
+
+
+if "tr.grid" in st.session_state:
+    grid_panel()
 runs_panel()
 st.caption(f"Store: `{store.tracking_uri}` — browse it with `mlflow ui --backend-store-uri {store.tracking_uri}` "
            "(needs the full `mlflow` package).")

@@ -10,6 +10,7 @@ import sys
 from genreg_core.cli.args import ArgumentParser
 from genreg_core.cli.curate import add_curate_command
 from genreg_core.cli.generate import add_generate_commands
+from genreg_core.cli.grid import add_grid_command
 from genreg_core.cli.measure import add_measure_commands
 from genreg_core.cli.models import add_model_commands
 from genreg_core.cli.runs import add_run_commands
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_commands(sub)
     add_measure_commands(sub)
     add_run_commands(sub)
+    add_grid_command(sub)
     add_curate_command(sub)
     return parser
 

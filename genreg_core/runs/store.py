@@ -1,5 +1,9 @@
 """The run store: every classifier run is an MLflow run in a SQLite tracking store under GENREG_HOME.
 
+The tracking store is ``$GENREG_HOME/mlflow.db`` by default, or the MLflow tracking URI given (``tracking_uri``,
+else ``MLFLOW_TRACKING_URI``): an ``http(s)://`` tracking server lets workers on other machines record into one
+store (``mlflow server --backend-store-uri sqlite:///…/mlflow.db``; docs/grids.md).
+
 Layout under ``$GENREG_HOME`` (default ``~/.genreg``):
 ``mlflow.db`` (tracking store; ``mlflow ui --backend-store-uri sqlite:///…/mlflow.db`` shows the runs),
 ``artifacts/`` (snapshots, final classifier, all safetensors) and ``runs/<run_id>/`` (the run's config,
@@ -13,6 +17,7 @@ import functools
 import json
 import os
 import re
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ STATUS_LABELS = {"SCHEDULED": "queued", "RUNNING": "running", "FINISHED": "finis
 EPOCH_KEYS = ("train_loss", "val_loss", "val_accuracy", "test_accuracy")
 RUN_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # MLflow run ids: uuid4 hex
 SQLITE_HEADER = b"SQLite format 3\x00"
+SERVER_TIMEOUT_S = 5.0  # a tracking server that does not answer its health check within this is unreachable
 
 
 class StoreError(ValueError):
@@ -126,25 +132,48 @@ class RunSummary:
 class RunStore:
     """Thin wrapper over an MLflow client bound to one GENREG_HOME."""
 
-    def __init__(self, home: str | Path | None = None):
+    def __init__(self, home: str | Path | None = None, tracking_uri: str | None = None):
+        """The store of ``home`` (default ``genreg_home()``). ``tracking_uri`` names another MLflow tracking store
+        (a server's ``http(s)://`` address, or ``sqlite:///path``); without it, ``MLFLOW_TRACKING_URI`` is used when
+        ``home`` is not given, else ``home``'s own ``mlflow.db``."""
         self.home = Path(home) if home is not None else genreg_home()
         try:
             self.home.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ValueError(f"cannot use {self.home} as the genreg home folder: {exc.strerror or exc}") from exc
-        self.db_path = (self.home / "mlflow.db").resolve()
-        self.tracking_uri = f"sqlite:///{self.db_path}"
+        if tracking_uri is None and home is None:
+            tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or None
+        self.tracking_uri = check_tracking_uri(tracking_uri) if tracking_uri else None
+        if self.tracking_uri is None or self.tracking_uri.startswith("sqlite:///"):
+            self.db_path = (Path(self.tracking_uri[len("sqlite:///"):]) if self.tracking_uri
+                            else self.home / "mlflow.db").resolve()
+            self.tracking_uri = f"sqlite:///{self.db_path}"
+        else:
+            self.db_path = None  # a tracking server: no database file here
         self._client = None
         self._experiment_id: str | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the runs are recorded, for messages: the database file or the server's address."""
+        return str(self.db_path or self.tracking_uri)
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the runs are recorded by a tracking server rather than an SQLite file on this machine."""
+        return self.db_path is None
 
     @property
     def client(self):
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            self._check_database()
-            self._client = _GuardedClient(_guarded(MlflowClient, self.db_path)(tracking_uri=self.tracking_uri),
-                                          self.db_path)
+            where = self.db_path or self.tracking_uri
+            if self.is_remote:
+                check_server(self.tracking_uri)
+            else:
+                self._check_database()
+            self._client = _GuardedClient(_guarded(MlflowClient, where)(tracking_uri=self.tracking_uri), where)
         return self._client
 
     def _check_database(self) -> None:
@@ -168,9 +197,10 @@ class RunStore:
         if self._experiment_id is None:
             exp = self.client.get_experiment_by_name(EXPERIMENT)
             if exp is None:
+                # a server keeps the artifacts itself (``mlflow server`` serves them); a local store beside its db
+                location = None if self.is_remote else (self.home / "artifacts").resolve().as_uri()
                 try:
-                    self._experiment_id = self.client.create_experiment(
-                        EXPERIMENT, artifact_location=(self.home / "artifacts").resolve().as_uri())
+                    self._experiment_id = self.client.create_experiment(EXPERIMENT, artifact_location=location)
                 except Exception:  # another process created it first
                     self._experiment_id = self.client.get_experiment_by_name(EXPERIMENT).experiment_id
             else:
@@ -180,14 +210,14 @@ class RunStore:
     def check_run_id(self, run_id: str) -> str:
         """``run_id`` if it has the form of a run id (so it cannot name a path), else ``ValueError``."""
         if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
-            raise ValueError(f"no run {run_id!r} in the run store at {self.db_path} (run ids are 32 hex digits)")
+            raise ValueError(f"no run {run_id!r} in the run store at {self.location} (run ids are 32 hex digits)")
         return run_id
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / self.check_run_id(run_id)
 
-    def create_run(self, spec: RunSpec, status: str = "SCHEDULED") -> str:
-        """Record a new run with its params and config; returns the run id."""
+    def create_run(self, spec: RunSpec, status: str = "SCHEDULED", tags: dict[str, str] | None = None) -> str:
+        """Record a new run with its params, config and extra ``tags``; returns the run id."""
         from genreg_core.training.loop import check_train_config
 
         check_train_config(spec.train)
@@ -196,7 +226,7 @@ class RunStore:
                                                                               else "")
         tags = {"genreg.method": train.method, "genreg.init": train.init,
                 "genreg.per_class": str(train.per_class or "all"), "genreg.seed": str(train.seed),
-                "genreg.dataset": spec.data.name, "genreg.generator_regime": train.generator_regime}
+                "genreg.dataset": spec.data.name, "genreg.generator_regime": train.generator_regime, **(tags or {})}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
         try:
@@ -226,9 +256,17 @@ class RunStore:
         self.client.set_terminated(run_id, "FAILED")
 
     def load_spec(self, run_id: str) -> RunSpec:
+        """The run's config: from its folder, or (a worker on another machine) from the store's artifact, which is
+        then kept in the folder."""
         path = self.run_dir(run_id) / "run_config.json"
         if not path.exists():
-            raise ValueError(f"run {run_id} has no config at {path}")
+            try:
+                fetched = Path(self.client.download_artifacts(run_id, "run_config.json", str(self.run_dir(run_id))))
+            except Exception as exc:
+                raise ValueError(f"run {run_id} has no config at {path} nor in the store ({exc})") from exc
+            if fetched != path:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(fetched.read_text())
         return RunSpec.from_json(path.read_text())
 
     def request_stop(self, run_id: str) -> None:
@@ -258,7 +296,7 @@ class RunStore:
                 raise
             run = None
         if run is None or run.info.lifecycle_stage == "deleted":
-            raise ValueError(f"no run {run_id!r} in the run store at {self.db_path}")
+            raise ValueError(f"no run {run_id!r} in the run store at {self.location}")
         return run
 
     def list_runs(self, max_results: int = 500) -> list[RunSummary]:
@@ -273,8 +311,9 @@ class RunStore:
     def _summary(self, run) -> RunSummary:
         info, data = run.info, run.data
         status, error = info.status, data.tags.get("genreg.error")
-        if status in ("RUNNING", "SCHEDULED") and not _worker_alive(data.tags.get("genreg.pid"),
-                                                                     data.tags.get("genreg.pid_start")):
+        on_this_machine = data.tags.get("genreg.host", socket.gethostname()) == socket.gethostname()
+        if status in ("RUNNING", "SCHEDULED") and on_this_machine and not _worker_alive(
+                data.tags.get("genreg.pid"), data.tags.get("genreg.pid_start")):
             status, error = self._mark_orphan(info.run_id, data.tags.get("genreg.pid"), status)
         return RunSummary(
             run_id=info.run_id, name=info.run_name or info.run_id[:8], status=STATUS_LABELS.get(status, status.lower()),
@@ -287,12 +326,13 @@ class RunStore:
             generator_progress=data.tags.get("genreg.generator_progress"))
 
     def record_worker(self, run_id: str, pid: int) -> None:
-        """Record the process working on ``run_id``, with its start time so a later process that reuses the pid
-        is not taken for it."""
+        """Record the process working on ``run_id`` and its machine, with its start time so a later process that
+        reuses the pid is not taken for it (a worker on another machine is not checked from here)."""
         from mlflow.entities import RunTag
 
         start = _process_start(pid)
-        tags = [RunTag("genreg.pid", str(pid))] + ([RunTag("genreg.pid_start", start)] if start is not None else [])
+        tags = [RunTag("genreg.pid", str(pid)), RunTag("genreg.host", socket.gethostname())]
+        tags += [RunTag("genreg.pid_start", start)] if start is not None else []
         self.client.log_batch(run_id, tags=tags)  # one store write
 
     def _mark_orphan(self, run_id: str, pid: str | None, status: str) -> tuple[str, str | None]:
@@ -308,6 +348,19 @@ class RunStore:
             error += f"; its log ends with: {last}"
         self.mark_failed(run_id, error)
         return "FAILED", error
+
+    def runs_tagged(self, key: str, values: set[str] | None = None) -> list[tuple[str, RunSummary]]:
+        """``(tag value, run)`` of every active run with tag ``key`` (among ``values`` when given), newest first."""
+        found, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{key}` LIKE '%'",
+                                           max_results=1000, order_by=["attributes.start_time DESC"],
+                                           page_token=token)
+            found += [run for run in page if values is None or run.data.tags.get(key) in values]
+            token = page.token
+            if not token:
+                break
+        return [(run.data.tags[key], self._summary(run)) for run in found]
 
     def history(self, run_id: str, keys: tuple[str, ...] = EPOCH_KEYS) -> dict[str, list[tuple[int, float]]]:
         """Per-epoch (or per-step) metric series: ``{key: [(step, value), ...]}``."""
@@ -342,6 +395,35 @@ class RunStore:
 
         uri = self.get_run(run_id).info.artifact_uri
         return Path(url2pathname(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
+
+
+def check_tracking_uri(uri: str) -> str:
+    """``uri`` if it names a tracking store genreg can use (``sqlite:///``, ``http(s)://``), else ``ValueError``."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite" and uri.startswith("sqlite:///") and len(uri) > len("sqlite:///"):
+        return uri
+    if parsed.scheme in ("http", "https") and parsed.hostname:
+        return uri.rstrip("/")
+    raise ValueError(f"tracking URI {uri!r} is neither sqlite:///PATH nor http(s)://HOST[:PORT] (an MLflow server)")
+
+
+def check_server(uri: str, timeout: float = SERVER_TIMEOUT_S) -> None:
+    """``ValueError`` unless the MLflow tracking server at ``uri`` answers its ``/health`` check within ``timeout``."""
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    try:
+        with urlopen(f"{uri}/health", timeout=timeout) as response:  # noqa: S310 - http(s) only (check_tracking_uri)
+            answer = response.read(64)
+    except (URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise ValueError(f"the MLflow tracking server at {uri} cannot be reached ({reason}); start it with "
+                         "`mlflow server --backend-store-uri sqlite:///PATH/mlflow.db` or fix --tracking-uri / "
+                         "MLFLOW_TRACKING_URI") from exc
+    if answer.strip() != b"OK":
+        raise ValueError(f"{uri} answers, but not as an MLflow tracking server (its /health said {answer[:40]!r})")
 
 
 def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, Any]:

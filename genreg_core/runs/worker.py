@@ -128,7 +128,7 @@ def _recording_callbacks(store: RunStore, run_id: str, logger: _MetricLogger,
     return TrainCallbacks(on_step=step_cb, on_epoch=epoch_cb, on_snapshot=snapshot_cb, should_stop=should_stop)
 
 
-def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+def execute_run(store: RunStore, run_id: str, max_concurrent: int | None = DEFAULT_MAX_CONCURRENT,
                 on_step: Callable[[int, dict], None] | None = None,
                 on_epoch: Callable[[int, dict], None] | None = None,
                 on_generator_step: Callable[[int, int, dict], None] | None = None) -> TrainResult | None:
@@ -136,6 +136,10 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_
 
     Under the ``own`` regime the run first trains (or loads) its own generator, reporting each step through
     ``on_generator_step(step, total, metrics)``.
+
+    ``max_concurrent`` is the number of file-lock slots shared by this machine's genreg processes; None waits for
+    none (a scheduler such as Ray decides what runs at once). The run's wall and CPU seconds are logged as the
+    metrics ``run_seconds`` and ``run_cpu_seconds``.
 
     Exceptions from training are recorded (status FAILED, tag ``genreg.error``) and re-raised.
     """
@@ -152,18 +156,24 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_
     slot = None
     try:
         spec: RunSpec = store.load_spec(run_id)
-        slot = _acquire_slot(store.home, max_concurrent, should_stop)
-        if slot is None:
+        if max_concurrent is not None:
+            slot = _acquire_slot(store.home, max_concurrent, should_stop)
+            if slot is None:
+                client.set_terminated(run_id, "KILLED")
+                return None
+        elif should_stop():
             client.set_terminated(run_id, "KILLED")
             return None
         client.update_run(run_id, status="RUNNING")
+        started, cpu_started = time.perf_counter(), time.process_time()
         lab = open_lab(spec.data, spec.generator, spec.device)
         generator = _run_generator(store, run_id, lab, spec, logger, on_generator_step)
         callbacks = _recording_callbacks(store, run_id, logger, on_step, on_epoch, should_stop)
         result = train_classifier(lab.dataset, lab.split, spec.train, generator, lab.device, callbacks)
         logger.flush()
         final = {"best_val_loss": result.best_val_loss, "test_accuracy_at_best": result.test_accuracy,
-                 "best_epoch": result.best_epoch}
+                 "best_epoch": result.best_epoch, "run_seconds": time.perf_counter() - started,
+                 "run_cpu_seconds": time.process_time() - cpu_started}
         logger.log({k: v for k, v in final.items() if v is not None}, 0)
         logger.flush()
         _save_model(store, run_id, result)
@@ -181,11 +191,21 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_
             slot.close()
 
 
-def launch_run(store: RunStore, spec: RunSpec, max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> str:
-    """Record a queued run and start its detached background worker; returns the run id."""
-    run_id = store.create_run(spec)
-    env = dict(os.environ, GENREG_HOME=str(store.home), OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2)
-                                                                                // max(1, max_concurrent))))
+def launch_run(store: RunStore, spec: RunSpec, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+               tags: dict[str, str] | None = None, threads: int | None = None) -> str:
+    """Record a queued run (with extra ``tags``) and start its detached background worker; returns the run id."""
+    run_id = store.create_run(spec, tags=tags)
+    start_worker(store, run_id, max_concurrent, threads)
+    return run_id
+
+
+def start_worker(store: RunStore, run_id: str, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+                 threads: int | None = None) -> subprocess.Popen:
+    """Start the detached background worker of the recorded run ``run_id`` with ``threads`` torch threads (default:
+    the machine's cores shared by ``max_concurrent`` runs)."""
+    threads = threads or max(1, (os.cpu_count() or 2) // max(1, max_concurrent))
+    env = dict(os.environ, GENREG_HOME=str(store.home), OMP_NUM_THREADS=str(threads),
+               MLFLOW_TRACKING_URI=store.tracking_uri)
     try:
         with open(store.run_dir(run_id) / "worker.log", "w") as log:
             proc = subprocess.Popen(
@@ -199,7 +219,7 @@ def launch_run(store: RunStore, spec: RunSpec, max_concurrent: int = DEFAULT_MAX
     store.record_worker(run_id, proc.pid)
     # reap the worker when it ends, so a killed worker does not linger as a zombie that looks alive
     threading.Thread(target=proc.wait, name=f"genreg-reaper-{run_id[:8]}", daemon=True).start()
-    return run_id
+    return proc
 
 
 def main(argv: list[str] | None = None) -> int:
