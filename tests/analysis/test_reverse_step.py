@@ -37,9 +37,11 @@ def test_shapes_cache_and_contract(lab, sweep):
     assert n == 80 and sweep.reconstructions.shape == (4, n, 1, 16, 16)
     assert sweep.features.shape == (4, n, lab.extractor.feature_dim)
     keys = {"t", "mse", "feature_distance", "precision", "recall", "density", "coverage", "frechet_distance",
-            "centroid_distance", "label_agreement", "embedding", "reference"}
+            "centroid_distance", "label_agreement", "embedding", "reference", "source", "seed"}
     assert all(set(row) == keys for row in sweep.rows)
-    assert all(row["embedding"] == "classifier" and row["reference"] == "same" for row in sweep.rows)  # defaults
+    assert all((row["embedding"], row["reference"], row["source"], row["seed"]) == ("classifier", "same", "train", 0)
+               for row in sweep.rows)  # defaults
+    assert set(sweep.indices) <= set(lab.split.train)
     again = run_sweep(lab, SweepConfig(t_values=(0, 100, 500, 1000), per_class=8, seed=0, k=3,
                                        sampler=SamplerConfig(n_steps=8)))
     assert again is sweep
@@ -67,3 +69,16 @@ def test_a_lab_at_another_precision_or_compile_never_shares_a_sweep_result(lab):
     assert len({lab.key(), bf16_lab.key(), compiled_lab.key()}) == 3
     assert run_sweep(bf16_lab, config) is not fp32
     assert run_sweep(lab, config) is fp32  # the same lab still hits its cached result
+
+
+def test_test_source_reconstructs_test_images_and_scores_on_val(lab):
+    """source="test": originals and the disjoint reference come from the test split (the generator never saw
+    them); the train-on-reconstruction accuracy is then scored on val, never on the reconstructed images."""
+    config = SweepConfig(t_values=(0, 500), per_class=3, seed=1, k=2, reference="disjoint", source="test",
+                         sampler=SamplerConfig(n_steps=2))
+    sweep = run_sweep(lab, config)
+    assert set(sweep.indices) <= set(lab.split.test) and set(sweep.reference_indices) <= set(lab.split.test)
+    assert not set(sweep.indices) & set(sweep.reference_indices)
+    assert all(row["source"] == "test" and row["seed"] == 1 for row in sweep.rows)
+    with pytest.raises(ValueError, match="unknown image source"):
+        run_sweep(lab, SweepConfig(source="val"))

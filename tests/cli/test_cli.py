@@ -72,7 +72,8 @@ def test_sweep_json_contract(capsys):
     assert main(["sweep", "--t", "0", "1000", "--n", "20", "--k", "2", "--sampler-steps", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     keys = METRIC_KEYS | {"t", "mse", "feature_distance", "centroid_distance", "label_agreement"}
-    assert [row["t"] for row in rows] == [0, 1000] and all(set(row) == keys | {"embedding", "reference"}
+    assert [row["t"] for row in rows] == [0, 1000] and all(set(row) == keys | {"embedding", "reference",
+                                                                                       "source", "seed"}
                                                               for row in rows)
     assert {(row["embedding"], row["reference"]) for row in rows} == {("classifier", "same")}
     assert rows[0]["mse"] == 0 and rows[1]["mse"] > 0

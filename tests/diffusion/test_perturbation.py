@@ -11,6 +11,7 @@ from genreg_core.config import FeatureConfig
 from genreg_core.diffusion.inversion import decode, invert
 from genreg_core.diffusion.perturbation import perturb_latents, perturbation_view, project
 from genreg_core.features.extractor import build_convnet
+from tests.diffusion.ddim_reference import decode_by_hand, invert_by_hand
 
 
 def _z(n=6):
@@ -85,8 +86,9 @@ def test_perturbation_view_grows_with_eps_and_adv_lowers_the_predicted_class(dig
     view = perturbation_view(tiny_generator, model, x0, labels, "adv", "linf", [0.1, 0.02], 200, 2)
     assert view.eps_values == [0.02, 0.1] and view.decodings.shape == (2, 4, 1, 16, 16)
     assert view.probabilities.shape == (3, 4, 10) and view.target.shape == (4,)
-    torch.testing.assert_close(view.round_trip, decode(tiny_generator, invert(tiny_generator, x0, labels, 200, 2),
-                                                       labels, 200, 2).detach())
+    by_hand = decode_by_hand(tiny_generator, invert_by_hand(tiny_generator, x0, labels, [0, 100, 200]), labels,
+                             [200, 100, 0])  # the round trip at τ = 200 in 2 steps, written out in the reference
+    torch.testing.assert_close(view.round_trip, by_hand, rtol=1e-5, atol=1e-5)
     assert view.latent_rms[0] < view.latent_rms[1] <= 0.1 + 1e-6
     p_target = view.probabilities[:, np.arange(4), view.target].mean(1)  # (E + 1,) mean p(ŷ)
     assert p_target[2] < p_target[0]

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from genreg_core.analysis.meta_latents import REQUIRED
 from genreg_core.cli.main import main
 from genreg_core.config import FeatureConfig, GSSLOptions, SemanticOptions, TrainConfig
-from genreg_core.diffusion.inversion import invert
 from genreg_core.features.extractor import build_convnet
 from genreg_core.runs.store import RunStore
 from genreg_core.training.methods import GSSL, MethodSetup, SemanticPerturbation, make_method
+from tests.diffusion.ddim_reference import invert_by_hand
 
 N_CLASSES = 10
 
@@ -33,7 +33,8 @@ def test_semantic_inverts_the_training_images_once_and_decodes_into_the_data_ran
     setup = _setup(digits, tiny_generator)
     method = SemanticPerturbation(SemanticOptions("away", "linf", 0.3, tau=200, sampler_steps=2))
     method.start(setup)
-    torch.testing.assert_close(method.latents_, invert(tiny_generator, setup.images, setup.labels, 200, 2))
+    reference = invert_by_hand(tiny_generator, setup.images, setup.labels, [0, 100, 200])  # τ = 200 in 2 steps
+    torch.testing.assert_close(method.latents_, reference, rtol=1e-5, atol=1e-5)
     x0, x_pert, y = method.perturbed_batch(setup.model, 8)
     assert x_pert.shape == x0.shape == (8, 1, 16, 16) and y.shape == (8,)
     assert x_pert.min() >= -1 and x_pert.max() <= 1
