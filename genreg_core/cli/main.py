@@ -38,8 +38,12 @@ from genreg_core.device import resolve_device
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits",
                    choices=["digits", "imagefolder", "mnist", "fashion-mnist", "cifar10"])
-    p.add_argument("--data-root", type=text, default=None, help="image folder or torchvision data root")
-    p.add_argument("--image-size", type=IMAGE_SIZE, default=16)
+    p.add_argument("--data-root", type=text, default=None,
+                   help="image folder; fashion-mnist: the folder of its four IDX files (e.g. "
+                        "/usr/share/datasets/fashion-mnist; default: the shipped subset); "
+                        "mnist/cifar10: torchvision root")
+    p.add_argument("--image-size", type=IMAGE_SIZE, default=None,
+                   help="image side (default 28 for fashion-mnist, else 16)")
     p.add_argument("--split-seed", type=SEED, default=0, help="seed of the train/val/test split")
 
 
@@ -50,6 +54,30 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
 
 def _data_config(args: argparse.Namespace) -> DataConfig:
     return DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
+
+
+def _int_tuple(value: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+    if not 1 <= len(numbers) <= 5 or not all(4 <= n <= 512 for n in numbers):
+        raise argparse.ArgumentTypeError(f"expected 1 to 5 channel counts in [4, 512], got {value!r}")
+    return numbers
+
+
+def _bool_tuple(value: str) -> tuple[bool, ...]:
+    parts = value.split(",")
+    if not all(p in ("0", "1") for p in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated 0/1 flags, got {value!r}")
+    return tuple(p == "1" for p in parts)
+
+
+def _snapshot(value: str) -> tuple[int, str]:
+    step, sep, folder = value.partition(":")
+    if not sep or not step.isdigit() or int(step) < 1 or not folder:
+        raise argparse.ArgumentTypeError(f"expected STEP:DIR with STEP ≥ 1, got {value!r}")
+    return int(step), out_folder(folder)
 
 
 def _progress(total: int, desc: str, initial: int = 0):
@@ -67,7 +95,17 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     unet_config = preset.unet
     unet_config.sample_size, unet_config.channels = dataset.image_size, dataset.channels
     unet_config.num_classes = None if args.unconditional else dataset.n_classes
+    if args.unet_channels is not None:
+        unet_config.block_out_channels = args.unet_channels
+        unet_config.attention_levels = args.attention_levels or (False,) * (len(args.unet_channels) - 1) + (True,)
+    elif args.attention_levels is not None:
+        unet_config.attention_levels = args.attention_levels
+    if len(unet_config.attention_levels) != len(unet_config.block_out_channels):
+        raise ValueError(f"--attention-levels has {len(unet_config.attention_levels)} entries but the UNet has "
+                         f"{len(unet_config.block_out_channels)} levels")
     train_config = preset.generator
+    if args.lr is not None:
+        train_config.lr = args.lr
     if args.steps is not None:
         train_config.steps = args.steps
     if args.batch_size is not None:
@@ -90,6 +128,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         class_names=dataset.class_names, device=resolve_device(args.device), on_step=on_step,
         checkpoint_dir=args.checkpoint_dir,
         extra_metadata={"data_config": vars(data_config), "command": command, "torch": torch.__version__},
+        snapshots=dict(args.snapshot or []),
     )
     bar.close()
     print(f"saved generator to {args.out}")
@@ -130,6 +169,10 @@ def cmd_train_features(args: argparse.Namespace) -> int:
     extractor.model.cpu()
     extractor.test_accuracy = accuracy(extractor, dataset.images[split.test], dataset.labels[split.test])
     save_feature_extractor(extractor, args.out)
+    held_out = dataset.held_out
+    if held_out is not None:
+        print(f"held-out test accuracy {accuracy(extractor, held_out.images, held_out.labels):.4f} "
+              f"({len(held_out):,} images of {held_out.name})")
     print(f"test accuracy {extractor.test_accuracy:.4f}; saved feature extractor to {args.out}")
     return 0
 
@@ -277,7 +320,8 @@ def _add_lab_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--generator", type=text, default=None,
-                   help="diffusers folder or hub id (default: the shipped model)")
+                   help="diffusers folder, hub id, or shipped-early (the early checkpoint shipped for fashion-mnist: "
+                        "the generator-quality dial); default: the model shipped for the dataset")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
     p.add_argument("--sampler-steps", type=int_in(1, MAX_SAMPLER_STEPS), default=50, help="DDIM steps")
     p.add_argument("--guidance", type=float_in(0, MAX_GUIDANCE), default=0.0, help="classifier-free guidance scale w")
@@ -306,6 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--unconditional", action="store_true", help="train without class conditioning")
     p.add_argument("--out", type=out_folder, required=True, help="output folder (diffusers DDPMPipeline format)")
+    p.add_argument("--unet-channels", type=_int_tuple, default=None,
+                   help="UNet channels per level, e.g. 16,32,64 (default: the preset's)")
+    p.add_argument("--attention-levels", type=_bool_tuple, default=None,
+                   help="self-attention per level as 0/1, e.g. 0,0,1 (default: the preset's; with "
+                        "--unet-channels, the last level only)")
+    p.add_argument("--lr", type=float_in(1e-6, 1.0), default=None, help="AdamW peak learning rate")
+    p.add_argument("--snapshot", type=_snapshot, action="append", metavar="STEP:DIR",
+                   help="also save the EMA weights after STEP to DIR (an early generator; repeatable)")
     p.add_argument("--checkpoint-dir", type=out_folder, default=None,
                    help="resumable checkpoints (default OUT/checkpoint)")
     _add_acceleration_args(p, "training")

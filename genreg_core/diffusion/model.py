@@ -19,6 +19,21 @@ from genreg_core.config import GeneratorTrainConfig, UNetConfig
 from genreg_core.diffusion.acceleration import Precision, check_compile_flag, compile_module, resolve_precision
 
 DEFAULT_GENERATOR_DIR = Path(__file__).parents[1] / "assets" / "digits-ddpm"
+# the shipped generator of each embedded dataset; any other dataset falls back to the digits model
+SHIPPED_GENERATORS = {"digits": DEFAULT_GENERATOR_DIR,
+                      "fashion-mnist": Path(__file__).parents[1] / "assets" / "fashion-mnist-ddpm"}
+# (ours) an early checkpoint of the same training run: the generator-quality dial for teaching
+EARLY_GENERATORS = {"fashion-mnist": Path(__file__).parents[1] / "assets" / "fashion-mnist-ddpm-early"}
+
+
+def shipped_generator_dir(dataset: str = "digits", early: bool = False) -> Path:
+    """The folder of the generator shipped for ``dataset`` (its early checkpoint when ``early``)."""
+    if early:
+        if dataset not in EARLY_GENERATORS:
+            raise ValueError(f"no early generator is shipped for dataset {dataset!r} "
+                             f"(there is one for: {', '.join(EARLY_GENERATORS)})")
+        return EARLY_GENERATORS[dataset]
+    return SHIPPED_GENERATORS.get(dataset, DEFAULT_GENERATOR_DIR)
 METADATA_FILE = "genreg.json"
 
 
@@ -164,10 +179,11 @@ def _looks_like_hub_id(source: str) -> bool:
 
 
 def load_generator(source: str | Path | None = None, device: torch.device | str = "cpu",
-                   precision: Precision = "auto", compile: bool | None = None) -> Generator:
+                   precision: Precision = "auto", compile: bool | None = None, dataset: str = "digits") -> Generator:
     """Load a generator in eval mode, frozen.
 
-    ``source`` is ``None`` (the shipped digits model), a local ``DDPMPipeline`` folder, a local
+    ``source`` is ``None`` (the model shipped for ``dataset``; the digits one for a dataset without its own),
+    a local ``DDPMPipeline`` folder, a local
     ``UNet2DModel`` folder (default DDPM schedule), or a hub id (needs the network). Only safetensors
     weights are read; a missing or corrupt checkpoint raises ``ValueError`` that names the path.
     ``precision`` and ``compile`` say how the samplers run its UNet (``genreg_core.diffusion.acceleration``).
@@ -177,7 +193,7 @@ def load_generator(source: str | Path | None = None, device: torch.device | str 
     resolve_precision(precision, torch.device(device))
     check_compile_flag(compile)
 
-    path = Path(source) if source is not None else DEFAULT_GENERATOR_DIR
+    path = Path(source) if source is not None else shipped_generator_dir(dataset)
     try:
         if path.is_dir() and (path / "model_index.json").exists():
             unet = UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True, low_cpu_mem_usage=False)
@@ -211,7 +227,7 @@ def load_generator(source: str | Path | None = None, device: torch.device | str 
         class_names=metadata.get("class_names"),
         null_class=metadata.get("null_class"),
         metadata=metadata,
-        source=str(source) if source is not None else "shipped digits model",
+        source=str(source) if source is not None else f"shipped {path.name.removesuffix('-ddpm')} model",
         precision=precision,
         compile=compile,
     )
