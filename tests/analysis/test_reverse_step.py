@@ -37,7 +37,8 @@ def test_shapes_cache_and_contract(lab, sweep):
     assert n == 80 and sweep.reconstructions.shape == (4, n, 1, 16, 16)
     assert sweep.features.shape == (4, n, lab.extractor.feature_dim)
     keys = {"t", "mse", "feature_distance", "precision", "recall", "density", "coverage", "frechet_distance",
-            "centroid_distance", "label_agreement", "embedding", "reference"}
+            "centroid_distance", "label_agreement", "embedding", "reference", "n_uncovered", "uncovered",
+            "uncovered_share"}
     assert all(set(row) == keys for row in sweep.rows)
     assert all(row["embedding"] == "classifier" and row["reference"] == "same" for row in sweep.rows)  # defaults
     again = run_sweep(lab, SweepConfig(t_values=(0, 100, 500, 1000), per_class=8, seed=0, k=3,
@@ -67,3 +68,11 @@ def test_a_lab_at_another_precision_or_compile_never_shares_a_sweep_result(lab):
     assert len({lab.key(), bf16_lab.key(), compiled_lab.key()}) == 3
     assert run_sweep(bf16_lab, config) is not fp32
     assert run_sweep(lab, config) is fp32  # the same lab still hits its cached result
+
+
+def test_sweep_rows_count_coverage_holes_per_class(lab, sweep):
+    for row, holes in zip(sweep.rows, sweep.uncovered, strict=True):
+        per_class = [int(holes[sweep.labels == c].sum()) for c in range(lab.n_classes)]
+        assert row["uncovered"] == per_class and row["n_uncovered"] == int(holes.sum())
+        assert row["n_uncovered"] / len(sweep.labels) == pytest.approx(1 - row["recall"])
+    assert sweep.rows[0]["n_uncovered"] == 0  # t = 0 reconstructs the originals: every real image is covered
