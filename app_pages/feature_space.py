@@ -196,6 +196,16 @@ else:
 st.subheader("Curate and export the synthetic samples")
 curation_panel(lab, config, result, synth_sel if selected else [])
 
+st.subheader("Coverage holes")
+holes = ~prdc.real_recalled  # real images outside every synthetic sample's k-NN ball
+names = lab.dataset.class_names
+st.caption(f"{int(holes.sum())} of {n_real} real images lie outside every synthetic sample's k-NN ball (k = "
+           f"{config.k}): no synthetic sample comes near them. Share per class: "
+           + ", ".join(f"{names[row['class']]} {row['share']:.0%}" for row in result.metrics.uncovered))
+hole_ids = np.flatnonzero(holes)[:24]
+if len(hole_ids):
+    image_strip(result.real_images[hole_ids], [f"id {i} · {names[result.real_labels[i]]}" for i in hole_ids])
+
 st.subheader("Metrics per class")
 per_class = result.metrics.per_class
 table = pd.DataFrame([{**row, "class": lab.dataset.class_names[row["class"]]} for row in per_class])

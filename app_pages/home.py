@@ -13,11 +13,13 @@ PER_CLASS = 6
 
 st.title("genreg — generative augmentation and feature regularization lab")
 st.markdown(
-    "Synthetic images from diffusion models are not real data: they concentrate in the modes of the real "
-    "distribution and miss its edges. genreg lets you **see** that — in feature space, as a function of the "
-    "reverse start step, and through the latents a meta-learner picks — and **measure** how regularizers that "
-    "use synthetic data (MGR, AdaRand) help small-data classifiers. Pick the dataset and generator in the "
-    "sidebar; every page uses them."
+    "The papers this lab follows **claim** that synthetic images from diffusion models are not real data — that "
+    "they concentrate in the modes of the real distribution and miss its edges — and that regularizers which use "
+    "synthetic data (MGR, AdaRand) help small-data classifiers more than adding the images as training data. "
+    "genreg lets you **look** for each of these — in feature space, as a function of the reverse start step, and "
+    "through the latents a meta-learner picks — and **measure** it with your own runs. Whether our runs reproduce "
+    "a claim is the table below's to say, not this paragraph's. Pick the dataset (the bundled digits, or the "
+    "harder Fashion-MNIST) and the generator in the sidebar; every page uses them."
 )
 
 lab = current_lab()

@@ -10,7 +10,7 @@ import streamlit as st
 import torch
 
 from genreg_app.progress import cached_with_progress
-from genreg_app.render import full_table, grid_with_download, json_download
+from genreg_app.render import full_table, grid_with_download, image_strip, json_download
 from genreg_app.state import current_lab, lab_key
 from genreg_app.url_state import UrlState, float_in, int_in, one_of
 from genreg_core.analysis.embedding import EMBEDDING_HELP, EMBEDDING_NAMES
@@ -22,7 +22,7 @@ from genreg_core.diffusion.sampling import reconstruct_many, reconstruct_view
 from genreg_core.features.extractor import predict_labels
 from genreg_core.imaging import make_grid
 from genreg_core.lab import real_subset
-from genreg_core.plots import drift_scatter, sweep_curves
+from genreg_core.plots import drift_scatter, sweep_curves, uncovered_curves
 
 SWEEP_KEYS = ("mse", "feature_distance", "precision", "recall", "density", "coverage", "frechet_distance",
               "centroid_distance", "label_agreement")
@@ -214,6 +214,21 @@ e1, e2 = st.columns(2)
 e1.download_button("Download sweep (CSV)", table.to_csv(index=False), "sweep.csv", "text/csv", key="rs.csv")
 with e2:
     json_download("Download sweep (JSON)", sweep.rows, "sweep.json", key="rs.json")
+
+st.subheader("Coverage holes over t")
+st.plotly_chart(uncovered_curves(sweep.rows, lab.dataset.class_names), key="rs.uncovered")
+hole_t = st.select_slider("Show the uncovered real images at t", sweep.t_values, value=sweep.t_values[-1],
+                          key="rs.hole_t")
+hole_row = sweep.t_values.index(hole_t)
+ref_images = (sweep.originals if sweep_config.reference == "same"
+              else lab.dataset.images[sweep.reference_indices])
+ref_labels = (sweep.labels if sweep_config.reference == "same"
+              else lab.dataset.labels[sweep.reference_indices].numpy())
+hole_ids = np.flatnonzero(sweep.uncovered[hole_row])[:24]
+st.caption(f"At t = {hole_t}, {int(sweep.uncovered[hole_row].sum())} of {sweep.uncovered.shape[1]} real images lie "
+           "outside every reconstruction's k-NN ball: the edges of the distribution that the reconstructions miss.")
+if len(hole_ids):
+    image_strip(ref_images[hole_ids], [lab.dataset.class_names[ref_labels[i]] for i in hole_ids])
 
 st.subheader("Drift in feature space")
 orig_xy, rec_xy = drift_projection(sweep)

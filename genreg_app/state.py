@@ -9,16 +9,18 @@ import streamlit as st
 
 from genreg_core.config import DataConfig
 from genreg_core.data.uploads import unpack_upload
-from genreg_core.lab import Lab, open_lab
+from genreg_core.lab import EARLY_GENERATOR, Lab, open_lab
 from genreg_core.paths import genreg_home
 
 DATASET_CHOICES = {
     "digits": "Digits (bundled, 16×16)",
+    "fashion-mnist": "Fashion-MNIST (bundled subset, 28×28)",
     "folder": "Image folder on this machine",
     "zip": "Upload an image folder (.zip)",
 }
 GENERATOR_CHOICES = {
-    "shipped": "Shipped digits model",
+    "shipped": "Shipped model of the dataset",
+    "early": "Shipped model, early checkpoint (weaker: the quality dial)",
     "local": "Local diffusers folder",
     "hub": "Hugging Face hub id (online)",
 }
@@ -40,7 +42,11 @@ def sidebar() -> tuple[DataConfig, str | None, str, str, str]:
         st.header("Data and models")
         kind = st.selectbox("Dataset", list(DATASET_CHOICES), format_func=DATASET_CHOICES.get, key="genreg.dataset")
         config = DataConfig()
-        if kind == "folder":
+        if kind == "fashion-mnist":
+            idx_root = st.text_input("Full set: folder of the four IDX files (empty = the bundled subset)",
+                                     key="genreg.fashion_root", placeholder="/usr/share/datasets/fashion-mnist")
+            config = DataConfig(name="fashion-mnist", root=idx_root or None)
+        elif kind == "folder":
             root = st.text_input("Folder (ROOT/<class>/*.png)", key="genreg.folder")
             config = DataConfig(name="imagefolder", root=root or None)
         elif kind == "zip":
@@ -54,13 +60,13 @@ def sidebar() -> tuple[DataConfig, str | None, str, str, str]:
                 except ValueError as exc:
                     st.error(str(exc))
             config = DataConfig(name="imagefolder", root=root)
-        if kind != "digits":
+        if kind not in ("digits", "fashion-mnist"):
             size = st.number_input("Image size", 8, 128, 16, step=4, key="genreg.image_size")
             config.image_size = int(size)
         gen_kind = st.selectbox("Generator", list(GENERATOR_CHOICES), format_func=GENERATOR_CHOICES.get,
                                 key="genreg.generator")
-        source = None
-        if gen_kind != "shipped":
+        source = EARLY_GENERATOR if gen_kind == "early" else None
+        if gen_kind in ("local", "hub"):
             label = "diffusers folder (UNet2DModel or DDPMPipeline)" if gen_kind == "local" else "hub id"
             source = st.text_input(label, key="genreg.generator_source") or None
         device = st.selectbox("Device", ["auto", "cpu", "cuda"], key="genreg.device")

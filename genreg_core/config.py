@@ -15,16 +15,29 @@ MetaValBudget = Literal["within", "extra"]
 META_VAL_BUDGETS = ("within", "extra")
 
 
+NATIVE_IMAGE_SIZES = {"fashion-mnist": 28}  # a dataset's default image side; every other dataset defaults to 16
+
+
+def default_image_size(name: str) -> int:
+    """The image side a dataset is used at unless asked otherwise: 28 for Fashion-MNIST (its native size:
+    16×16 would blur away the textures and outlines that separate shirts from pullovers and coats), else 16."""
+    return NATIVE_IMAGE_SIZES.get(name, 16)
+
+
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | imagefolder | mnist | fashion-mnist | cifar10
-    root: str | None = None  # image folder, or torchvision data root
-    image_size: int = 16  # images are resized to image_size × image_size
+    name: str = "digits"  # digits | fashion-mnist | imagefolder | mnist | cifar10
+    root: str | None = None  # image folder, Fashion-MNIST's IDX folder (None = shipped subset), or torchvision root
+    image_size: int | None = None  # images are resized to image_size²; None = the dataset's default_image_size
     channels: int | None = None  # image folders: 1 or 3; None infers from the files
     download: bool = False  # torchvision only: fetch the files if they are missing
     split_seed: int = 0  # seed of the fixed stratified train / val / test split
     val_fraction: float = 0.2  # share of the data held out for validation
     test_fraction: float = 0.2  # share of the data held out for testing
+
+    def __post_init__(self) -> None:
+        if self.image_size is None:
+            self.image_size = default_image_size(self.name)
 
 
 @dataclass

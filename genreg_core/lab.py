@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from genreg_core.config import DataConfig, FeatureConfig, SamplerConfig
+from genreg_core.config import DataConfig, FeatureConfig, SamplerConfig, default_image_size
 from genreg_core.data.datasets import (
     ImageDataset,
     Split,
@@ -20,10 +20,10 @@ from genreg_core.data.datasets import (
 )
 from genreg_core.device import resolve_device
 from genreg_core.diffusion.acceleration import Precision
-from genreg_core.diffusion.model import Generator, load_generator
+from genreg_core.diffusion.model import Generator, load_generator, shipped_generator_dir
 from genreg_core.diffusion.sampling import class_labels, sample_images
 from genreg_core.features.extractor import (
-    DEFAULT_FEATURES_DIR,
+    SHIPPED_FEATURES,
     FeatureExtractor,
     extract_features,
     get_feature_extractor,
@@ -85,8 +85,13 @@ class Lab:
         return images, torch.from_numpy(predict_labels(self.extractor, images))
 
 
+EARLY_GENERATOR = "shipped-early"  # generator source naming the early checkpoint shipped beside the final one
+
+
 def _is_shipped_default(config: DataConfig) -> bool:
-    return (config.name == "digits" and config.image_size == 16 and config.split_seed == 0
+    """Whether the shipped feature extractor of ``config.name`` was trained on exactly this data and split."""
+    return (config.name in SHIPPED_FEATURES and config.root is None
+            and config.image_size == default_image_size(config.name) and config.split_seed == 0
             and config.val_fraction == 0.2 and config.test_fraction == 0.2)
 
 
@@ -116,19 +121,28 @@ def open_lab(data_config: DataConfig | None = None, generator_source: str | None
              precision: Precision = "auto", compile: bool | None = None) -> Lab:
     """Load the dataset, split it, load the generator and get the feature extractor (shipped or cached).
 
+    ``generator_source`` None is the model shipped for the dataset; ``"shipped-early"`` its early checkpoint
+    (ours: a weaker generator from the same run, the generator-quality dial); else a folder or hub id.
+
     ``precision`` and ``compile`` say how the generator's UNet runs when sampling (see ``acceleration``).
     """
     data_config = data_config or DataConfig()
     feature_config = feature_config or FeatureConfig()
     dev = resolve_device(device)
-    generator = load_generator(generator_source, dev, precision, compile)
+    source = generator_source
+    if generator_source == EARLY_GENERATOR:
+        source = str(shipped_generator_dir(data_config.name, early=True))
+    generator = load_generator(source, dev, precision, compile, dataset=data_config.name)
+    if generator_source == EARLY_GENERATOR:
+        generator.source = f"shipped {data_config.name} model, early checkpoint"
     channels, image_size = dataset_shape(data_config)  # headers only: refuse a mismatch before decoding the data
     check_shape(generator, channels, image_size)
     dataset = load_dataset(replace(data_config, channels=channels))
     check_compatible(generator, dataset)
     split = split_dataset(dataset.labels, data_config.split_seed, data_config.val_fraction, data_config.test_fraction)
-    if _is_shipped_default(data_config) and feature_config == FeatureConfig() and DEFAULT_FEATURES_DIR.exists():
-        extractor = load_feature_extractor(DEFAULT_FEATURES_DIR, dev)
+    shipped_features = SHIPPED_FEATURES.get(data_config.name)
+    if _is_shipped_default(data_config) and feature_config == FeatureConfig() and shipped_features.exists():
+        extractor = load_feature_extractor(shipped_features, dev)
     else:
         extractor = get_feature_extractor(
             dataset.images[split.train], dataset.labels[split.train], dataset.n_classes, feature_config,

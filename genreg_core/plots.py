@@ -239,3 +239,16 @@ def latent_scatter(real_xy: np.ndarray, real_labels: np.ndarray, random_xy: np.n
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=30, b=10))
     _axis_titles(fig, "PC")
     return fig
+
+
+def uncovered_curves(rows: list[dict], class_names: Sequence[str]) -> go.Figure:
+    """Share of each class's real images outside every synthetic k-NN ball (``uncovered_share``) over t."""
+    fig = go.Figure()
+    t = [row["t"] for row in rows]
+    for c, name in enumerate(class_names):
+        fig.add_trace(go.Scatter(x=t, y=[row["uncovered_share"][c] for row in rows], mode="lines+markers",
+                                 name=str(name), marker_color=PALETTE[c % len(PALETTE)]))
+    fig.update_layout(title="Coverage holes: share of each class's real images no reconstruction comes near",
+                      xaxis_title="start step t", yaxis_title="uncovered share", yaxis_range=[0, 1.05],
+                      height=360, margin=dict(l=10, r=10, t=50, b=10))
+    return fig

@@ -20,7 +20,7 @@ import torch
 from genreg_core.analysis.embedding import EMBEDDINGS, embed, train_embedding
 from genreg_core.config import FeatureConfig, SamplerConfig
 from genreg_core.diffusion.sampling import reconstruct_many
-from genreg_core.evaluation.metrics import distribution_metrics
+from genreg_core.evaluation.metrics import distribution_metrics, uncovered_by_class
 from genreg_core.evaluation.projection import Projector
 from genreg_core.features.extractor import accuracy, predict_labels, train_feature_extractor
 from genreg_core.lab import REFERENCES, SOURCES, Lab, real_subset, reference_subset
@@ -55,6 +55,8 @@ class SweepResult:
     original_features: np.ndarray  # (N, d) in config.embedding
     features: np.ndarray  # (len(t), N, d)
     reference_indices: np.ndarray | None = None  # (N_ref,) dataset indices of the real reference set
+    # (len(t), N_ref) bool: reference image outside every reconstruction's k-NN ball (a coverage hole) at each t
+    uncovered: np.ndarray | None = None
 
     @property
     def t_values(self) -> list[int]:
@@ -77,8 +79,12 @@ def _train_accuracy(lab: Lab, images: torch.Tensor, labels: np.ndarray, config: 
 
 
 def _row(lab: Lab, t: int, x0: torch.Tensor, rec: torch.Tensor, f0: np.ndarray, f: np.ndarray, f_ref: np.ndarray,
-         labels: np.ndarray, centroids: np.ndarray, config: SweepConfig) -> dict:
-    overall = distribution_metrics(f_ref, f, config.k).overall
+         labels: np.ndarray, centroids: np.ndarray, config: SweepConfig, ref_labels: np.ndarray,
+         holes_out: list) -> dict:
+    metrics = distribution_metrics(f_ref, f, config.k)
+    holes_out.append(~metrics.prdc.real_recalled)
+    overall = metrics.overall
+    holes = uncovered_by_class(metrics.prdc.real_recalled, ref_labels)
     row = {
         "t": int(t),
         "mse": float((rec - x0).pow(2).mean()),
@@ -86,6 +92,10 @@ def _row(lab: Lab, t: int, x0: torch.Tensor, rec: torch.Tensor, f0: np.ndarray, 
         **{key: overall[key] for key in ("precision", "recall", "density", "coverage", "frechet_distance")},
         "centroid_distance": float(np.linalg.norm(f - centroids[labels], axis=1).mean()),
         "label_agreement": float((predict_labels(lab.extractor, rec) == labels).mean()),
+        # coverage holes: real reference images outside every reconstruction's k-NN ball, per class (index = class)
+        "n_uncovered": int(sum(h["uncovered"] for h in holes)),
+        "uncovered": [int(h["uncovered"]) for h in holes],
+        "uncovered_share": [float(h["share"]) for h in holes],
     }
     if config.train_accuracy:
         row["train_accuracy_on_reconstructions"] = _train_accuracy(lab, rec, labels, config)
@@ -129,16 +139,17 @@ def run_sweep(lab: Lab, config: SweepConfig, on_progress: SweepProgress | None =
     f0 = embed(lab, x0, config.embedding)
     reference = reference_subset(lab, indices, config.per_class, config.seed, config.reference, config.source)
     f_ref = f0 if config.reference == "same" else embed(lab, lab.dataset.images[reference], config.embedding)
+    ref_labels = labels if config.reference == "same" else lab.dataset.labels[reference].numpy()
     centroids = class_centroids(lab, config.embedding)
-    rows, feats = [], []
+    rows, feats, holes = [], [], []
     for i, (t, rec) in enumerate(zip(config.t_values, recs)):
         if on_progress is not None:
             on_progress(n_t + i, 2 * n_t, f"measuring t = {t}")
         feats.append(embed(lab, rec, config.embedding))
-        rows.append(_row(lab, t, x0, rec, f0, feats[-1], f_ref, labels, centroids, config))
+        rows.append(_row(lab, t, x0, rec, f0, feats[-1], f_ref, labels, centroids, config, ref_labels, holes))
     if on_progress is not None:
         on_progress(2 * n_t, 2 * n_t, "done")
-    result = SweepResult(rows, indices, x0, labels, recs, f0, np.stack(feats), reference)
+    result = SweepResult(rows, indices, x0, labels, recs, f0, np.stack(feats), reference, np.stack(holes))
     _CACHE.put(key, result)
     return result
 

@@ -24,8 +24,12 @@ from genreg_core.config import DataConfig
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="digits",
                    choices=["digits", "imagefolder", "mnist", "fashion-mnist", "cifar10"])
-    p.add_argument("--data-root", type=text, default=None, help="image folder or torchvision data root")
-    p.add_argument("--image-size", type=IMAGE_SIZE, default=16)
+    p.add_argument("--data-root", type=text, default=None,
+                   help="image folder; fashion-mnist: the folder of its four IDX files (e.g. "
+                        "/usr/share/datasets/fashion-mnist; default: the shipped subset); "
+                        "mnist/cifar10: torchvision root")
+    p.add_argument("--image-size", type=IMAGE_SIZE, default=None,
+                   help="image side (default 28 for fashion-mnist, else 16)")
     p.add_argument("--split-seed", type=SEED, default=0, help="seed of the train/val/test split")
 
 
@@ -80,7 +84,8 @@ def add_lab_args(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--generator", type=text, default=None,
-                   help="diffusers folder or hub id (default: the shipped model)")
+                   help="diffusers folder, hub id, or shipped-early (the early checkpoint shipped for fashion-mnist: "
+                        "the generator-quality dial); default: the model shipped for the dataset")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim")
     p.add_argument("--sampler-steps", type=int_in(1, MAX_SAMPLER_STEPS), default=50, help="DDIM steps")
     p.add_argument("--guidance", type=float_in(0, MAX_GUIDANCE), default=0.0, help="classifier-free guidance scale w")

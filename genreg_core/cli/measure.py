@@ -66,6 +66,9 @@ def cmd_features(args: argparse.Namespace) -> int:
         for key in ("precision", "recall", "density", "coverage", "frechet_distance"):
             print(f"{key:>17}: {payload[key]:.4f}")
         print(f"{'n_real':>17}: {payload['n_real']}  n_synthetic: {payload['n_synthetic']}  k: {payload['k']}")
+        holes = "  ".join(f"{lab.dataset.class_names[row['class']]}: {row['uncovered']}/{row['n_real']}"
+                          for row in payload["uncovered"])
+        print(f"{'uncovered':>17}: {payload['n_uncovered']} real images outside every synthetic k-NN ball ({holes})")
     return 0
 
 
@@ -90,7 +93,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.rows))
     else:
-        keys = list(result.rows[0])
+        keys = [k for k in result.rows[0] if not isinstance(result.rows[0][k], list)]  # per-class lists: --json
         print("  ".join(f"{k[:12]:>12}" for k in keys))
         for row in result.rows:
             print("  ".join(f"{row[k]:>12.4f}" if isinstance(row[k], float) else f"{row[k]:>12}" for k in keys))

@@ -14,6 +14,7 @@ from genreg_core.cli.args import (
     MAX_EPOCHS,
     MAX_STEPS,
     SEED,
+    float_in,
     int_in,
     out_folder,
     warn_skipped,
@@ -29,6 +30,30 @@ from genreg_core.config import get_preset
 from genreg_core.device import resolve_device
 
 
+def _int_tuple(value: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+    if not 1 <= len(numbers) <= 5 or not all(4 <= n <= 512 for n in numbers):
+        raise argparse.ArgumentTypeError(f"expected 1 to 5 channel counts in [4, 512], got {value!r}")
+    return numbers
+
+
+def _bool_tuple(value: str) -> tuple[bool, ...]:
+    parts = value.split(",")
+    if not all(p in ("0", "1") for p in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated 0/1 flags, got {value!r}")
+    return tuple(p == "1" for p in parts)
+
+
+def _snapshot(value: str) -> tuple[int, str]:
+    step, sep, folder = value.partition(":")
+    if not sep or not step.isdigit() or int(step) < 1 or not folder:
+        raise argparse.ArgumentTypeError(f"expected STEP:DIR with STEP ≥ 1, got {value!r}")
+    return int(step), out_folder(folder)
+
+
 def cmd_train_generator(args: argparse.Namespace) -> int:
     from genreg_core.data.datasets import load_dataset, split_dataset
     from genreg_core.diffusion.training import train_generator
@@ -41,7 +66,17 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     unet_config = preset.unet
     unet_config.sample_size, unet_config.channels = dataset.image_size, dataset.channels
     unet_config.num_classes = None if args.unconditional else dataset.n_classes
+    if args.unet_channels is not None:
+        unet_config.block_out_channels = args.unet_channels
+        unet_config.attention_levels = args.attention_levels or (False,) * (len(args.unet_channels) - 1) + (True,)
+    elif args.attention_levels is not None:
+        unet_config.attention_levels = args.attention_levels
+    if len(unet_config.attention_levels) != len(unet_config.block_out_channels):
+        raise ValueError(f"--attention-levels has {len(unet_config.attention_levels)} entries but the UNet has "
+                         f"{len(unet_config.block_out_channels)} levels")
     train_config = preset.generator
+    if args.lr is not None:
+        train_config.lr = args.lr
     if args.steps is not None:
         train_config.steps = args.steps
     if args.batch_size is not None:
@@ -64,6 +99,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         class_names=dataset.class_names, device=resolve_device(args.device), on_step=on_step,
         checkpoint_dir=args.checkpoint_dir,
         extra_metadata={"data_config": vars(data_config), "command": command, "torch": torch.__version__},
+        snapshots=dict(args.snapshot or []),
     )
     bar.close()
     print(f"saved generator to {args.out}")
@@ -94,6 +130,10 @@ def cmd_train_features(args: argparse.Namespace) -> int:
     extractor.model.cpu()
     extractor.test_accuracy = accuracy(extractor, dataset.images[split.test], dataset.labels[split.test])
     save_feature_extractor(extractor, args.out)
+    held_out = dataset.held_out
+    if held_out is not None:
+        print(f"held-out test accuracy {accuracy(extractor, held_out.images, held_out.labels):.4f} "
+              f"({len(held_out):,} images of {held_out.name})")
     print(f"test accuracy {extractor.test_accuracy:.4f}; saved feature extractor to {args.out}")
     return 0
 
@@ -147,6 +187,14 @@ def add_model_commands(sub) -> None:
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--unconditional", action="store_true", help="train without class conditioning")
     p.add_argument("--out", type=out_folder, required=True, help="output folder (diffusers DDPMPipeline format)")
+    p.add_argument("--unet-channels", type=_int_tuple, default=None,
+                   help="UNet channels per level, e.g. 16,32,64 (default: the preset's)")
+    p.add_argument("--attention-levels", type=_bool_tuple, default=None,
+                   help="self-attention per level as 0/1, e.g. 0,0,1 (default: the preset's; with "
+                        "--unet-channels, the last level only)")
+    p.add_argument("--lr", type=float_in(1e-6, 1.0), default=None, help="AdamW peak learning rate")
+    p.add_argument("--snapshot", type=_snapshot, action="append", metavar="STEP:DIR",
+                   help="also save the EMA weights after STEP to DIR (an early generator; repeatable)")
     p.add_argument("--checkpoint-dir", type=out_folder, default=None,
                    help="resumable checkpoints (default OUT/checkpoint)")
     add_acceleration_args(p, "training")

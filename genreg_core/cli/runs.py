@@ -160,7 +160,8 @@ def add_run_commands(sub) -> None:
                         "training split (fine-tuning)")
     p.add_argument("--preset", choices=["default", "tiny"], default="default")
     p.add_argument("--generator", type=text, default=None,
-                   help="diffusers folder or hub id (default: the shipped model)")
+                   help="diffusers folder, hub id, or shipped-early (the early checkpoint shipped for fashion-mnist: "
+                        "the generator-quality dial); default: the model shipped for the dataset")
     p.add_argument("--generator-regime", choices=["pool", "own"], default="pool",
                    help="pool: the --generator (the shipped one saw the whole labelled train split) | own: a "
                         "generator trained on the run's own per-class images only (cached; minutes on CPU)")

@@ -65,6 +65,8 @@ class ImageDataset:
     class_names: list[str]
     name: str
     skipped: list[SkippedEntry] = field(default_factory=list)  # entries of the folder that were not read
+    # a fixed test set shipped or published apart from these images (Fashion-MNIST's), or None
+    held_out: ImageDataset | None = None
 
     def class_counts(self) -> dict[str, int]:
         """Images per class, in class order."""
@@ -356,6 +358,31 @@ def load_torchvision_dataset(name: str, root: str | Path, image_size: int = 16, 
     return ImageDataset(images.contiguous(), labels, [str(c) for c in ds.classes], name)
 
 
+def _uint8_dataset(images: np.ndarray, labels: np.ndarray, image_size: int, name: str) -> ImageDataset:
+    """(N, H, W) uint8 images and their labels as an :class:`ImageDataset` at ``image_size`` in [-1, 1]."""
+    from genreg_core.data.fashion import CLASS_NAMES
+
+    tensor = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]  # (N, 1, 28, 28) in [0, 1]
+    tensor = resize_images(tensor, image_size).clamp(0, 1) * 2 - 1
+    return ImageDataset(tensor.contiguous(), torch.from_numpy(labels.astype(np.int64)), list(CLASS_NAMES), name)
+
+
+def load_fashion_dataset(root: str | Path | None = None, image_size: int = 28) -> ImageDataset:
+    """Fashion-MNIST: the shipped subset's training pool (``root=None``) or the 60,000 training images of the
+    four IDX files in ``root``; the matching test set (shipped 3,000, or the official 10,000) is ``held_out``.
+    """
+    from genreg_core.data.fashion import load_fashion_subset, read_fashion_idx
+
+    if root is None:
+        subset = load_fashion_subset()
+        pool = _uint8_dataset(subset["pool_images"], subset["pool_labels"], image_size, "fashion-mnist")
+        pool.held_out = _uint8_dataset(subset["test_images"], subset["test_labels"], image_size, "fashion-mnist:test")
+        return pool
+    full = _uint8_dataset(*read_fashion_idx(root, "train"), image_size, "fashion-mnist-full")
+    full.held_out = _uint8_dataset(*read_fashion_idx(root, "test"), image_size, "fashion-mnist-full:test")
+    return full
+
+
 def check_image_size(image_size: int) -> None:
     """``ValueError`` unless ``image_size`` lies in ``IMAGE_SIZE_RANGE``."""
     low, high = IMAGE_SIZE_RANGE
@@ -372,7 +399,8 @@ def dataset_shape(config: DataConfig) -> tuple[int, int]:
 
 
 def load_dataset(config: DataConfig) -> ImageDataset:
-    """Dispatch on ``config.name``: ``digits`` (default), ``imagefolder`` or a torchvision dataset."""
+    """Dispatch on ``config.name``: ``digits`` (default), ``fashion-mnist`` (shipped subset, or the IDX files
+    under ``config.root``), ``imagefolder`` or a torchvision dataset (mnist, cifar10)."""
     check_image_size(config.image_size)
     if config.name == "digits":
         return load_digits_dataset(config.image_size)
@@ -380,6 +408,8 @@ def load_dataset(config: DataConfig) -> ImageDataset:
         if not config.root:
             raise ValueError("dataset 'imagefolder' needs a root folder")
         return load_image_folder(config.root, config.image_size, config.channels)
+    if config.name == "fashion-mnist":
+        return load_fashion_dataset(config.root, config.image_size)
     if config.name in TORCHVISION_DATASETS:
         return load_torchvision_dataset(config.name, config.root or "data", config.image_size, config.download)
     raise ValueError(f"unknown dataset {config.name!r}")

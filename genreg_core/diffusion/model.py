@@ -29,6 +29,21 @@ from genreg_core.diffusion.validation import (
 from genreg_core.library_log import captured_library_logs, folded
 
 DEFAULT_GENERATOR_DIR = Path(__file__).parents[1] / "assets" / "digits-ddpm"
+# the shipped generator of each embedded dataset; any other dataset falls back to the digits model
+SHIPPED_GENERATORS = {"digits": DEFAULT_GENERATOR_DIR,
+                      "fashion-mnist": Path(__file__).parents[1] / "assets" / "fashion-mnist-ddpm"}
+# (ours) an early checkpoint of the same training run: the generator-quality dial for teaching
+EARLY_GENERATORS = {"fashion-mnist": Path(__file__).parents[1] / "assets" / "fashion-mnist-ddpm-early"}
+
+
+def shipped_generator_dir(dataset: str = "digits", early: bool = False) -> Path:
+    """The folder of the generator shipped for ``dataset`` (its early checkpoint when ``early``)."""
+    if early:
+        if dataset not in EARLY_GENERATORS:
+            raise ValueError(f"no early generator is shipped for dataset {dataset!r} "
+                             f"(there is one for: {', '.join(EARLY_GENERATORS)})")
+        return EARLY_GENERATORS[dataset]
+    return SHIPPED_GENERATORS.get(dataset, DEFAULT_GENERATOR_DIR)
 METADATA_FILE = "genreg.json"
 
 
@@ -219,10 +234,12 @@ def _load_hub(source: str):
 
 
 def load_generator(source: str | Path | None = None, device: torch.device | str = "cpu",
-                   precision: Precision = "auto", compile: bool | None = None) -> Generator:
+                   precision: Precision = "auto", compile: bool | None = None,
+                   dataset: str = "digits") -> Generator:
     """Load a generator in eval mode, frozen, after checking it (``genreg_core.diffusion.validation``).
 
-    ``source`` is ``None`` (the shipped digits model), a local ``DDPMPipeline`` folder, a local
+    ``source`` is ``None`` (the model shipped for ``dataset``; the digits one for a dataset without its own),
+    a local ``DDPMPipeline`` folder, a local
     ``UNet2DModel`` folder (default DDPM schedule), or a hub id (needs the network). Only safetensors
     weights are read, and only when every weight the model expects is there; a missing, corrupt or broken
     checkpoint (non-finite weights or schedule, T outside [1, 100,000], a UNet too large to allocate, a probe
@@ -234,7 +251,7 @@ def load_generator(source: str | Path | None = None, device: torch.device | str 
     resolve_precision(precision, torch.device(device))
     check_compile_flag(compile)
 
-    path = Path(source) if source is not None else DEFAULT_GENERATOR_DIR
+    path = Path(source) if source is not None else shipped_generator_dir(dataset)
     where = str(path) if path.exists() else str(source)
     if not (path.is_dir() and ((path / "model_index.json").exists() or (path / "config.json").exists())):
         if path.exists():
@@ -262,7 +279,7 @@ def load_generator(source: str | Path | None = None, device: torch.device | str 
         class_names=metadata.get("class_names"),
         null_class=metadata.get("null_class"),
         metadata=metadata,
-        source=str(source) if source is not None else "shipped digits model",
+        source=str(source) if source is not None else f"shipped {path.name.removesuffix('-ddpm')} model",
         precision=precision,
         compile=compile,
     )

@@ -74,10 +74,13 @@ def train_generator(
     checkpoint_dir: str | Path | None = None,
     on_step: StepCallback | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    snapshots: dict[int, str | Path] | None = None,
 ) -> Generator:
     """Train a diffusion model on ``images`` (N, C, H, W) in [-1, 1] and save its EMA to ``out_dir``.
 
     Resumes from ``checkpoint_dir`` (default ``out_dir/checkpoint``) when a checkpoint is there.
+    ``snapshots`` maps a step to a folder: the EMA weights after that step are saved there as well, in the
+    same format (an early, weaker generator from the same run; its metadata records ``snapshot_step``).
     ``on_step(step, {"loss", "lr"})`` is called after every step. On CUDA batches and noise are drawn on the
     device from a seeded device generator and the forward runs under ``train_config.precision`` (bf16 autocast
     by default); on the CPU the draws and the fp32 maths are those of the CPU generator as before.
@@ -105,6 +108,16 @@ def train_generator(
     model = compile_module(unet) if train_config.compile else unet
     started = time.time()
     loss_value = float("nan")
+    snapshots = {int(k): Path(v) for k, v in (snapshots or {}).items()}
+    for snap_step in snapshots:
+        if not 1 <= snap_step <= train_config.steps:
+            raise ValueError(f"snapshot step {snap_step} is outside the run's steps 1..{train_config.steps}")
+
+    def metadata_at(step: int) -> dict[str, Any]:
+        return {"unet_config": asdict(unet_config), "train_config": asdict(train_config), "final_loss": loss_value,
+                "train_seconds_this_session": round(time.time() - started, 1),
+                "n_train_images": int(images.shape[0]), **(extra_metadata or {}), "step": step}
+
     for step in range(start, train_config.steps):
         idx = torch.randint(0, images.shape[0], (train_config.batch_size,), generator=rng, device=rng.device).to(device)
         x0 = images[idx]  # (B, C, H, W)
@@ -134,14 +147,11 @@ def train_generator(
             on_step(step + 1, {"loss": loss_value, "lr": lr})
         if (step + 1) % train_config.checkpoint_every == 0 or step + 1 == train_config.steps:
             _save_checkpoint(ckpt_dir, unet, ema, optimizer, rng, step + 1)
-    metadata = {
-        "unet_config": asdict(unet_config),
-        "train_config": asdict(train_config),
-        "final_loss": loss_value,
-        "train_seconds_this_session": round(time.time() - started, 1),
-        "n_train_images": int(images.shape[0]),
-        **(extra_metadata or {}),
-    }
-    generator = Generator(ema.cpu(), scheduler, class_names, null_class, metadata, str(out_dir))
+        if step + 1 in snapshots:
+            early = Generator(copy.deepcopy(ema).cpu(), scheduler, class_names, null_class,
+                              {**metadata_at(step + 1), "snapshot_step": step + 1}, str(snapshots[step + 1]))
+            save_generator(early, snapshots[step + 1])
+    generator = Generator(ema.cpu(), scheduler, class_names, null_class, metadata_at(train_config.steps),
+                          str(out_dir))
     save_generator(generator, out_dir)
     return generator

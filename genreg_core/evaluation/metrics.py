@@ -13,7 +13,7 @@ and the work is a few matrix products plus ``topk``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -49,10 +49,31 @@ class DistributionMetrics:
     overall: dict  # keys METRIC_KEYS
     per_class: list[dict]  # {"class": c, **METRIC_KEYS} for each class with ≥ 2 samples on both sides
     prdc: PRDCResult  # the overall per-sample flags
+    # coverage holes: {"class", "n_real", "uncovered", "share"} per class of the real labels (see uncovered_by_class)
+    uncovered: list[dict] = field(default_factory=list)
 
     def to_json_dict(self) -> dict:
-        """``{**overall, "per_class": per_class}`` with plain Python numbers."""
-        return {**_plain(self.overall), "per_class": [_plain(row) for row in self.per_class]}
+        """``{**overall, "per_class": per_class, "n_uncovered": …, "uncovered": […]}`` with plain Python numbers."""
+        return {**_plain(self.overall), "per_class": [_plain(row) for row in self.per_class],
+                "n_uncovered": int((~self.prdc.real_recalled).sum()),
+                "uncovered": [_plain(row) for row in self.uncovered]}
+
+
+def uncovered_by_class(real_recalled: np.ndarray, real_labels: np.ndarray) -> list[dict]:
+    """Coverage holes per class: real points outside every synthetic sample's k-NN ball (``~real_recalled``).
+
+    Returns ``{"class": c, "n_real": n_c, "uncovered": u_c, "share": u_c / n_c}`` for each class c of
+    ``real_labels``, using the balls over all synthetic samples: the real images that no synthetic sample
+    of any class comes near (the picture of "misses the outer edges of the distribution").
+    """
+    real_recalled = np.asarray(real_recalled, dtype=bool)
+    real_labels = _check_labels(real_labels, real_recalled.shape[0], "real")
+    rows = []
+    for c in np.unique(real_labels):
+        members = real_labels == c
+        n_c, u_c = int(members.sum()), int((~real_recalled[members]).sum())
+        rows.append({"class": int(c), "n_real": n_c, "uncovered": u_c, "share": u_c / n_c})
+    return rows
 
 
 def check_features(array: np.ndarray, name: str) -> np.ndarray:
@@ -189,7 +210,8 @@ def distribution_metrics(real: np.ndarray, synthetic: np.ndarray, k: int = 5, re
             k_c = min(k, xc.shape[0] - 1, yc.shape[0] - 1)
             if k_c >= 1:
                 per_class.append({"class": int(c), **_summary(xc, yc, k_c)[0]})
-    return DistributionMetrics(overall, per_class, result)
+    uncovered = uncovered_by_class(result.real_recalled, real_labels) if real_labels is not None else []
+    return DistributionMetrics(overall, per_class, result, uncovered)
 
 
 def nearest_neighbours(query: np.ndarray, reference: np.ndarray, n: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,8 @@ from genreg_core.features.augment import random_view
 from genreg_core.features.extractor import ConvNet, build_convnet, data_fingerprint
 
 DEFAULT_BACKBONE_DIR = Path(__file__).parents[1] / "assets" / "digits-ssl"
+SHIPPED_BACKBONES = {"digits": DEFAULT_BACKBONE_DIR,
+                     "fashion-mnist": Path(__file__).parents[1] / "assets" / "fashion-mnist-ssl"}
 WEIGHTS_FILE = "backbone.safetensors"
 META_FILE = "backbone.json"
 
@@ -139,15 +141,18 @@ def get_backbone(dataset: ImageDataset, split: Split, width: int, feature_dim: i
                  on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Backbone:
     """The self-supervised backbone of this split's unlabelled training pool, for a ConvNet of ``width`` / ``d``.
 
-    The shipped digits backbone when its pool fingerprint and architecture match; otherwise one from the
+    A shipped backbone (digits', Fashion-MNIST's) when its pool fingerprint and architecture match; otherwise one
+    from the
     disk cache, or pretrained once (``config``, default ``BackboneConfig``) and cached.
     """
     pool = dataset.images[split.train]
     fingerprint = data_fingerprint(pool)
     config = config or BackboneConfig()
     config = BackboneConfig(**{**asdict(config), "width": width, "feature_dim": feature_dim})
-    if (DEFAULT_BACKBONE_DIR / META_FILE).exists():
-        shipped = load_backbone(DEFAULT_BACKBONE_DIR)
+    for shipped_dir in SHIPPED_BACKBONES.values():
+        if not (shipped_dir / META_FILE).exists():
+            continue
+        shipped = load_backbone(shipped_dir)
         if (shipped.provenance.get("pool_fingerprint") == fingerprint and shipped.config.width == width
                 and shipped.config.feature_dim == feature_dim):
             return shipped

@@ -23,6 +23,8 @@ from genreg_core.config import FeatureConfig, config_from_dict
 from genreg_core.features.augment import random_shift_rotate
 
 DEFAULT_FEATURES_DIR = Path(__file__).parents[1] / "assets" / "digits-features"
+SHIPPED_FEATURES = {"digits": DEFAULT_FEATURES_DIR,
+                    "fashion-mnist": Path(__file__).parents[1] / "assets" / "fashion-mnist-features"}
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 

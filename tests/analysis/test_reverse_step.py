@@ -37,7 +37,8 @@ def test_shapes_cache_and_contract(lab, sweep):
     assert n == 80 and sweep.reconstructions.shape == (4, n, 1, 16, 16)
     assert sweep.features.shape == (4, n, lab.extractor.feature_dim)
     keys = {"t", "mse", "feature_distance", "precision", "recall", "density", "coverage", "frechet_distance",
-            "centroid_distance", "label_agreement", "embedding", "reference", "source", "seed"}
+            "centroid_distance", "label_agreement", "embedding", "reference", "source", "seed", "n_uncovered",
+            "uncovered", "uncovered_share"}
     assert all(set(row) == keys for row in sweep.rows)
     assert all((row["embedding"], row["reference"], row["source"], row["seed"]) == ("classifier", "same", "train", 0)
                for row in sweep.rows)  # defaults
@@ -82,3 +83,11 @@ def test_test_source_reconstructs_test_images_and_scores_on_val(lab):
     assert all(row["source"] == "test" and row["seed"] == 1 for row in sweep.rows)
     with pytest.raises(ValueError, match="unknown image source"):
         run_sweep(lab, SweepConfig(source="val"))
+
+
+def test_sweep_rows_count_coverage_holes_per_class(lab, sweep):
+    for row, holes in zip(sweep.rows, sweep.uncovered, strict=True):
+        per_class = [int(holes[sweep.labels == c].sum()) for c in range(lab.n_classes)]
+        assert row["uncovered"] == per_class and row["n_uncovered"] == int(holes.sum())
+        assert row["n_uncovered"] / len(sweep.labels) == pytest.approx(1 - row["recall"])
+    assert sweep.rows[0]["n_uncovered"] == 0  # t = 0 reconstructs the originals: every real image is covered

@@ -57,8 +57,11 @@ def test_features_json_contract(capsys):
                  "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert set(payload) == METRIC_KEYS | {"k", "n_real", "n_synthetic", "per_class", "embedding", "reference",
-                                          "skipped"}
+                                          "skipped", "n_uncovered", "uncovered"}
     assert (payload["embedding"], payload["reference"]) == ("classifier", "same") and payload["skipped"] == []
+    assert [row["class"] for row in payload["uncovered"]] == list(range(10))
+    assert sum(row["uncovered"] for row in payload["uncovered"]) == payload["n_uncovered"]
+    assert payload["n_real"] * (1 - payload["recall"]) == __import__("pytest").approx(payload["n_uncovered"])
     assert payload["n_real"] == payload["n_synthetic"] == 60 and payload["k"] == 3
     assert [row["class"] for row in payload["per_class"]] == list(range(10))
     assert all(METRIC_KEYS <= set(row) for row in payload["per_class"])
@@ -66,15 +69,33 @@ def test_features_json_contract(capsys):
     assert "--source reconstruct needs --t" in capsys.readouterr().err
 
 
+def test_features_on_fashion_mnist_uses_its_shipped_models(capsys):
+    import json
+
+    assert main(["features", "--dataset", "fashion-mnist", "--source", "generate", "--n", "3", "--k", "2",
+                 "--sampler-steps", "2", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["n_real"] == payload["n_synthetic"] == 30
+    assert [row["n_real"] for row in payload["uncovered"]] == [3] * 10
+    assert main(["features", "--dataset", "fashion-mnist", "--generator", "shipped-early", "--source", "generate",
+                 "--n", "3", "--k", "2", "--sampler-steps", "2"]) == 0
+    assert "uncovered" in capsys.readouterr().out
+
+
 def test_sweep_json_contract(capsys):
     import json
 
     assert main(["sweep", "--t", "0", "1000", "--n", "20", "--k", "2", "--sampler-steps", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    keys = METRIC_KEYS | {"t", "mse", "feature_distance", "centroid_distance", "label_agreement"}
+    keys = METRIC_KEYS | {"t", "mse", "feature_distance", "centroid_distance", "label_agreement",
+                          "n_uncovered", "uncovered", "uncovered_share"}
     assert [row["t"] for row in rows] == [0, 1000] and all(set(row) == keys | {"embedding", "reference",
                                                                                        "source", "seed"}
                                                               for row in rows)
+    for row in rows:  # per class: 2 real images each (20 over 10 classes), their uncovered count and share
+        assert len(row["uncovered"]) == 10 and sum(row["uncovered"]) == row["n_uncovered"]
+        assert row["uncovered_share"] == [u / 2 for u in row["uncovered"]]
+    assert rows[0]["n_uncovered"] == 0
     assert {(row["embedding"], row["reference"]) for row in rows} == {("classifier", "same")}
     assert rows[0]["mse"] == 0 and rows[1]["mse"] > 0
     assert main(["sweep", "--t", "0", "-5", "--n", "20", "--json"]) == 2

@@ -77,3 +77,24 @@ def test_training_rejects_mismatched_images(digits, tmp_path):
     with pytest.raises(ValueError, match="do not fit"):
         train_generator(digits.images[:8], digits.labels[:8], UNetConfig(channels=3), GeneratorTrainConfig(steps=1),
                         tmp_path / "g")
+
+
+def test_snapshot_saves_the_ema_at_that_step(digits, tmp_path):
+    preset = get_preset("tiny")
+    names = [str(i) for i in range(10)]
+    # both runs stay inside the 2-step warm-up up to step 2, so their learning rates agree there
+    config = GeneratorTrainConfig(steps=4, batch_size=8, warmup_steps=2, checkpoint_every=100)
+    train_generator(digits.images[:32], digits.labels[:32], preset.unet, config, tmp_path / "final",
+                    class_names=names, snapshots={2: tmp_path / "early"})
+    short = GeneratorTrainConfig(steps=2, batch_size=8, warmup_steps=2, checkpoint_every=100)
+    reference = train_generator(digits.images[:32], digits.labels[:32], preset.unet, short, tmp_path / "two",
+                                class_names=names)
+    early, final = load_generator(tmp_path / "early"), load_generator(tmp_path / "final")
+    assert early.metadata["snapshot_step"] == 2 and final.metadata["step"] == 4
+    for (name, a), b in zip(early.unet.state_dict().items(), reference.unet.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert not all(torch.equal(a, b) for a, b in zip(early.unet.state_dict().values(),
+                                                       final.unet.state_dict().values(), strict=True))
+    with pytest.raises(ValueError, match="snapshot step 9"):
+        train_generator(digits.images[:8], digits.labels[:8], preset.unet, config, tmp_path / "bad",
+                        snapshots={9: tmp_path / "x"})

@@ -13,6 +13,7 @@ from genreg_core.evaluation.metrics import (
     distribution_metrics,
     frechet_distance,
     nearest_neighbours,
+    uncovered_by_class,
 )
 
 
@@ -149,3 +150,23 @@ def test_density_of_a_set_against_itself_is_k_plus_one_over_k_by_an_independent_
     result = compute_prdc(x, x.copy(), k)
     assert independent == pytest.approx((k + 1) / k)
     assert result.density == pytest.approx(independent, abs=1e-12)
+
+
+def test_uncovered_are_the_real_points_outside_every_synthetic_ball():
+    real, synth = _features(60, 4, 0), _features(40, 4, 1, shift=0.8, scale=0.6)
+    real_labels = np.arange(60) % 3
+    k = 3
+    # by hand: synthetic ball radius = distance to its k-th nearest other synthetic point
+    d_yy = np.linalg.norm(synth[:, None] - synth[None], axis=-1)
+    radius = np.sort(d_yy, axis=1)[:, k]
+    d_xy = np.linalg.norm(real[:, None] - synth[None], axis=-1)
+    outside = ~(d_xy <= radius[None]).any(axis=1)
+    metrics = distribution_metrics(real, synth, k, real_labels, np.arange(40) % 3)
+    rows = uncovered_by_class(metrics.prdc.real_recalled, real_labels)
+    assert [r["uncovered"] for r in rows] == [int(outside[real_labels == c].sum()) for c in range(3)]
+    assert [r["n_real"] for r in rows] == [20, 20, 20]
+    assert rows[1]["share"] == pytest.approx(outside[real_labels == 1].mean())
+    payload = metrics.to_json_dict()
+    assert payload["n_uncovered"] == int(outside.sum()) > 0
+    assert payload["uncovered"] == rows
+    assert 1 - payload["n_uncovered"] / 60 == pytest.approx(payload["recall"])
