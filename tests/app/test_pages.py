@@ -73,7 +73,8 @@ def test_reverse_step_page_shows_grids_and_sweep_curves():
     assert not at.exception, at.exception
     images = at.get("image")
     assert len(images) >= 3  # original/x_t/reconstruction rows, the t-sweep grid, the x̂₀ trajectory
-    assert len(at.get("plotly_chart")) == 3  # semantic perturbation probabilities, sweep curves, drift scatter
+    charts = [c.key for c in at.get("plotly_chart")]  # p(ŷ) over ε, sweep curves, uncovered share over t, drift
+    assert charts == ["rs.sem_probs", "rs.curves", "rs.uncovered", "rs.drift"]
     assert list(at.dataframe[0].value["t"]) == [0, 500, 1000]
     assert at.dataframe[0].value["mse"].iloc[0] == 0
 

@@ -35,12 +35,13 @@ def test_reverse_step_survives_a_session(page, app):
     page.get_by_role("button", name="Run sweep").click()
     wait_idle(page, timeout=600)
     assert_clean(page)
-    assert page.locator(CHART).count() == 3  # semantic perturbations, the sweep curves and the drift scatter
-    assert page.locator(CHART).filter(has_text="coverage").count() == 1
+    assert page.locator(CHART).count() == 4  # semantic perturbations, sweep curves, uncovered share, drift
+    assert page.locator(CHART).filter(has_text="Fréchet distance").count() == 1  # the sweep curves, a panel a metric
+    assert page.locator(CHART).filter(has_text="Coverage holes").count() == 1  # the uncovered share over t
 
     goto_page(page, "Feature space")
     wait_idle(page)
     goto_page(page, "Reverse start step")  # the sweep is still there, from the cache
     wait_idle(page)
     assert_clean(page)
-    assert page.locator(CHART).count() == 3
+    assert page.locator(CHART).count() == 4

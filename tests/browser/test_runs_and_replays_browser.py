@@ -31,7 +31,7 @@ def test_training_runs_session(page, app):
     assert_clean(page)
     choose(page, "stSelectbox", "Images per class", "5")
     press_slider(page, "Epochs", "Home", "ArrowRight")  # 2 epochs
-    page.get_by_role("button", name="Launch").click()  # CE and AdaRand, seed 0
+    page.get_by_role("button", name="Launch", exact=True).click()  # CE and AdaRand, seed 0
     wait_idle(page)
     assert_clean(page)
     page.get_by_text("Summary: test accuracy at best validation loss").wait_for(timeout=240_000)
@@ -45,7 +45,7 @@ def test_training_runs_session(page, app):
     earlier = set(_options(page, "Runs to stop or delete"))
     choose(page, "stSelectbox", "Images per class", "all")  # long runs to stop, even on a loaded machine
     press_slider(page, "Epochs", "End")
-    page.get_by_role("button", name="Launch").click()
+    page.get_by_role("button", name="Launch", exact=True).click()
     page.get_by_text("Launched 2 run(s).").wait_for(timeout=60_000)  # the launch's toast
     wait_idle(page)
 
@@ -123,14 +123,14 @@ def test_home_claims_session(page, app):
     assert_clean(page)
     assert page.locator('[data-testid="stImage"]').count() == 2  # real and generated grids
     claims = page.locator('[data-testid="stExpander"]')
-    assert claims.count() == 4
+    assert claims.count() == 7  # the seven claims, each with its numbers
     claims.nth(0).locator("summary").click()  # the numbers of the first claim, one line per setting
     assert claims.nth(0).locator("li").count() >= 2
-    claims.nth(3).locator("summary").click()
-    assert claims.nth(3).get_by_text("coverage", exact=False).count() >= 1
+    claims.nth(4).locator("summary").click()  # the reverse start step's claim
+    assert claims.nth(4).get_by_text("coverage", exact=False).count() >= 1
     goto_page(page, "Reverse start step")
     wait_idle(page)
     goto_page(page, "Home")
     wait_idle(page)
     assert_clean(page)
-    assert page.locator('[data-testid="stExpander"]').count() == 4
+    assert page.locator('[data-testid="stExpander"]').count() == 7

@@ -108,7 +108,7 @@ def test_cli_trains_the_latent_methods_with_the_json_contract(method, tmp_path, 
     assert main(args) == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(payload) == {"method", "per_class", "seed", "best_val_loss", "test_accuracy", "epochs", "run_id", "init",
-                            "generator_regime"}
+                            "generator_regime", "skipped"}
     assert payload["method"] == method and payload["epochs"] == 1 and 0 <= payload["test_accuracy"] <= 1
     train = RunStore().load_spec(payload["run_id"]).train
     assert (train.semantic.perturbation, train.semantic.norm, train.semantic.eps) == ("away", "l2", 0.5)
