@@ -40,6 +40,7 @@ from genreg_core.config import GENERATOR_REGIMES, TrainConfig, override
 from genreg_core.data.datasets import Split
 from genreg_core.evaluation.statistics import SPREAD_NOTE, mean_sd
 from genreg_core.lab import Lab, open_lab
+from genreg_core.runs.grid import parse_overrides
 from genreg_core.training.generator_regime import get_own_generator
 from genreg_core.training.loop import train_classifier
 from genreg_core.training.methods import GENERATOR_METHODS, METHODS, make_method
@@ -150,21 +151,6 @@ def _run(lab: Lab, args: argparse.Namespace, init: str, regime: str, method: str
 
 def _row_key(r: Row) -> tuple:
     return (r["init"], r["regime"], r["method"], r["per_class"], r["seed"], r["epochs"], tuple(r.get("set", ())))
-
-
-def parse_overrides(items: list[str]) -> dict[str, object]:
-    """``["mgr.weight=0.5", ...]`` -> {dotted TrainConfig field: value}; ``ValueError`` for an unknown field."""
-    overrides: dict[str, object] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes FIELD=VALUE with a TrainConfig field, got {item!r}")
-        override(TrainConfig(), key, None)  # ValueError for a path that names no field
-        try:
-            overrides[key] = json.loads(text)
-        except json.JSONDecodeError:
-            overrides[key] = text
-    return overrides
 
 
 def main() -> None:
