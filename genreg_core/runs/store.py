@@ -13,6 +13,7 @@ KILLED (stopped by the user), FAILED (crash or non-finite loss, with the error t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -171,9 +172,13 @@ class RunStore:
             where = self.db_path or self.tracking_uri
             if self.is_remote:
                 check_server(self.tracking_uri)
+                client = _guarded(MlflowClient, where)(tracking_uri=self.tracking_uri)
             else:
                 self._check_database()
-            self._client = _GuardedClient(_guarded(MlflowClient, where)(tracking_uri=self.tracking_uri), where)
+                with _exclusive(self.db_path.with_name(self.db_path.name + ".lock")):  # one process creates tables
+                    client = _guarded(MlflowClient, where)(tracking_uri=self.tracking_uri)
+                    _guarded(client.search_experiments, where)(max_results=1)  # opens (or creates) the schema
+            self._client = _GuardedClient(client, where)
         return self._client
 
     def _check_database(self) -> None:
@@ -251,8 +256,14 @@ class RunStore:
         self.client.log_artifact(run_id, str(folder / "run_config.json"))
 
     def mark_failed(self, run_id: str, error: str) -> None:
-        """Record ``error`` and end the run as FAILED (text that cannot be stored is escaped)."""
-        self.client.set_tag(run_id, "genreg.error", error.encode("utf-8", "backslashreplace").decode()[:4900])
+        """Record ``error`` and end the run as FAILED (text that cannot be stored is escaped). Two processes that
+        find the same dead worker at once both mark it: the second one's tag insert then hits the first one's row,
+        which already holds the error, and is not an error."""
+        try:
+            self.client.set_tag(run_id, "genreg.error", error.encode("utf-8", "backslashreplace").decode()[:4900])
+        except StoreError as exc:
+            if "UNIQUE constraint failed" not in str(exc):
+                raise
         self.client.set_terminated(run_id, "FAILED")
 
     def load_spec(self, run_id: str) -> RunSpec:
@@ -424,6 +435,20 @@ def check_server(uri: str, timeout: float = SERVER_TIMEOUT_S) -> None:
                          "MLFLOW_TRACKING_URI") from exc
     if answer.strip() != b"OK":
         raise ValueError(f"{uri} answers, but not as an MLflow tracking server (its /health said {answer[:40]!r})")
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """An exclusive ``flock`` on ``lock_path`` for the block: two processes opening a new SQLite store at once would
+    both create MLflow's tables, and one of them would find the half-made schema "damaged"."""
+    import fcntl
+
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, Any]:

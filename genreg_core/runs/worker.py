@@ -105,7 +105,8 @@ def _recording_callbacks(store: RunStore, run_id: str, logger: _MetricLogger,
     """Training callbacks that log metrics and snapshots to the store, then call the caller's own."""
     from safetensors.torch import save_file
 
-    snap_dir = store.run_dir(run_id) / "snapshots"
+    folder = store.run_dir(run_id)
+    snap_dir = folder / "snapshots"
     snap_dir.mkdir(parents=True, exist_ok=True)
 
     def step_cb(step: int, metrics: dict) -> None:
@@ -114,6 +115,8 @@ def _recording_callbacks(store: RunStore, run_id: str, logger: _MetricLogger,
             on_step(step, metrics)
 
     def epoch_cb(epoch: int, metrics: dict) -> None:
+        if not folder.is_dir():  # its config, logs and snapshots are gone: nothing the run records could be read
+            raise ValueError(f"run {run_id}: its folder {folder} was deleted while it ran; the run is marked failed")
         logger.log({**metrics, "epoch": epoch}, epoch)
         logger.flush()
         if on_epoch is not None:

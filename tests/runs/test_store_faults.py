@@ -207,3 +207,20 @@ def test_a_killed_worker_shows_failed_within_two_seconds(shared):
     while Path(f"/proc/{pid}").exists() and time.time() < reaped_by:
         time.sleep(0.05)
     assert not Path(f"/proc/{pid}").exists()  # reaped, not a zombie
+
+
+def test_marking_a_run_failed_twice_at_once_is_not_a_damaged_store(shared, monkeypatch):
+    """Two readers settling the same dead worker race on the error tag's row; the loser must still end the run."""
+    run_id = shared.create_run(_spec())
+    real_set_tag = shared.client.set_tag
+
+    def racing_set_tag(rid, key, value):
+        real_set_tag(rid, key, value)  # the other process got there first ...
+        raise StoreError(f"the run store at {shared.home} is damaged (UNIQUE constraint failed: tags.key, "
+                         "tags.run_uuid)")  # ... so this insert collides with its row
+
+    monkeypatch.setattr(shared.client, "set_tag", racing_set_tag)
+    shared.mark_failed(run_id, "the worker process ended without recording a result")
+    monkeypatch.undo()
+    summary = shared.summary(run_id)
+    assert summary.status == "failed" and "without recording" in (summary.error or "")
