@@ -443,7 +443,12 @@ def _exclusive(lock_path: Path):
     both create MLflow's tables, and one of them would find the half-made schema "damaged"."""
     import fcntl
 
-    with open(lock_path, "a") as handle:
+    try:
+        handle = open(lock_path, "a")  # noqa: SIM115 - closed below, after the lock is released
+    except OSError as exc:
+        raise StoreError(f"the run store at {lock_path.parent} cannot be written: {exc.strerror or exc} (point "
+                         "GENREG_HOME at a folder you can write to)") from exc
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

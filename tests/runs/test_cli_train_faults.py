@@ -81,3 +81,13 @@ def test_deleting_the_run_folder_mid_run_ends_with_one_line_and_exit_2(tmp_path)
     lines = [line for line in err.splitlines() if line.strip() and "%|" not in line and "it/s" not in line]
     assert proc.returncode == 2, err[-2000:]
     assert lines and lines[-1].startswith("genreg: error:") and "Traceback" not in err, err[-2000:]
+
+
+def test_a_read_only_genreg_home_gets_one_line_and_exit_2(tmp_path):
+    """An existing folder nobody may write to (``/proc/self/fdinfo`` refuses even root): one line, exit 2."""
+    for args in (("runs", "list"), ("train", "--method", "ce", "--per-class", "3", "--epochs", "1", "--preset", "tiny",
+                                    "--device", "cpu")):
+        proc = _genreg(Path("/proc/self/fdinfo"), *args)
+        out, err = proc.communicate(timeout=300)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and "cannot be written" in lines[0], err[-2000:]
