@@ -6,6 +6,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     skipped = check_before_training(train, data, args.generator)
     store = RunStore()
     run_id = store.create_run(RunSpec(train, data, args.generator, args.device))
+    store.record_worker(run_id, os.getpid())  # this process is the run's worker: killed from here on, it shows failed
     bar = tqdm(total=train.epochs, desc=f"train {args.method}", file=sys.stderr, dynamic_ncols=True)
 
     def on_epoch(epoch: int, metrics: dict) -> None:

@@ -36,12 +36,12 @@ def _listed(home: Path) -> list[dict]:
 
 
 def _running_run(home: Path, proc: subprocess.Popen, timeout: float = 180.0) -> str:
-    """The id of the run ``proc`` is training, once the store shows it running."""
+    """The id of the run ``proc`` is training, once the store shows it running and past its first epoch."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, proc.communicate()
         if (home / "mlflow.db").exists():
-            running = [r for r in RunStore(home).list_runs() if r.status == "running"]
+            running = [r for r in RunStore(home).list_runs() if r.status == "running" and r.epoch >= 1]
             if running:
                 return running[0].run_id
         time.sleep(0.5)
