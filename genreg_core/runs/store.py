@@ -25,6 +25,7 @@ from typing import Any
 
 from genreg_core.config import DataConfig, TrainConfig
 from genreg_core.paths import genreg_home
+from genreg_core.runs.processes import last_line, process_start, worker_alive
 
 EXPERIMENT = "genreg"
 STATUS_LABELS = {"SCHEDULED": "queued", "RUNNING": "running", "FINISHED": "finished", "KILLED": "stopped",
@@ -323,7 +324,7 @@ class RunStore:
         info, data = run.info, run.data
         status, error = info.status, data.tags.get("genreg.error")
         on_this_machine = data.tags.get("genreg.host", socket.gethostname()) == socket.gethostname()
-        if status in ("RUNNING", "SCHEDULED") and on_this_machine and not _worker_alive(
+        if status in ("RUNNING", "SCHEDULED") and on_this_machine and not worker_alive(
                 data.tags.get("genreg.pid"), data.tags.get("genreg.pid_start")):
             status, error = self._mark_orphan(info.run_id, data.tags.get("genreg.pid"), status)
         return RunSummary(
@@ -341,7 +342,7 @@ class RunStore:
         reuses the pid is not taken for it (a worker on another machine is not checked from here)."""
         from mlflow.entities import RunTag
 
-        start = _process_start(pid)
+        start = process_start(pid)
         tags = [RunTag("genreg.pid", str(pid)), RunTag("genreg.host", socket.gethostname())]
         tags += [RunTag("genreg.pid_start", start)] if start is not None else []
         self.client.log_batch(run_id, tags=tags)  # one store write
@@ -354,7 +355,7 @@ class RunStore:
                 return "KILLED", None
             return status, None
         error = "the worker process ended without recording a result"
-        last = _last_line(self.run_dir(run_id) / "worker.log")
+        last = last_line(self.run_dir(run_id) / "worker.log")
         if last:
             error += f"; its log ends with: {last}"
         self.mark_failed(run_id, error)
@@ -463,48 +464,6 @@ def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
         name = f"{prefix}.{key}"
         out.update(_flat_params(name, value) if isinstance(value, dict) else {name: value})
     return out
-
-
-def _proc_stat_fields(pid: int) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after "(command name)" (the state first), or None without that file."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    except (OSError, ValueError):
-        return None
-
-
-def _process_start(pid: int) -> str | None:
-    """Process ``pid``'s start time in clock ticks since boot (field 22 of /proc/PID/stat), or None."""
-    fields = _proc_stat_fields(pid)
-    return fields[19] if fields and len(fields) > 19 else None
-
-
-def _worker_alive(pid: str | None, start: str | None = None) -> bool:
-    """Whether worker ``pid`` exists, is not a zombie (a killed child its parent has not reaped yet) and, when its
-    recorded ``start`` time is known, is the same process (not a later one that reuses the pid)."""
-    if pid is None:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError, OverflowError):
-        return False
-    if not Path("/proc/self").exists():  # no /proc (macOS): os.kill is all we can ask
-        return True
-    fields = _proc_stat_fields(int(pid))
-    if not fields:  # it ended in between
-        return False
-    if start is not None and len(fields) > 19 and fields[19] != start:
-        return False
-    return fields[0] not in ("Z", "X")
-
-
-def _last_line(path: Path) -> str | None:
-    """The last non-empty line of a text file, or None."""
-    try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return None
-    return lines[-1][:500] if lines else None
 
 
 def summarize_runs(runs: list[RunSummary]) -> list[dict[str, Any]]:
