@@ -88,6 +88,12 @@ class Lab:
 EARLY_GENERATOR = "shipped-early"  # generator source naming the early checkpoint shipped beside the final one
 
 
+def generator_location(source: str | None, dataset: str) -> str | None:
+    """What ``load_generator`` reads for a generator ``source`` of ``dataset``: ``"shipped-early"`` is the early
+    checkpoint shipped for the dataset; anything else is passed through (None: the model shipped for it)."""
+    return str(shipped_generator_dir(dataset, early=True)) if source == EARLY_GENERATOR else source
+
+
 def _is_shipped_default(config: DataConfig) -> bool:
     """Whether the shipped feature extractor of ``config.name`` was trained on exactly this data and split."""
     return (config.name in SHIPPED_FEATURES and config.root is None
@@ -129,10 +135,8 @@ def open_lab(data_config: DataConfig | None = None, generator_source: str | None
     data_config = data_config or DataConfig()
     feature_config = feature_config or FeatureConfig()
     dev = resolve_device(device)
-    source = generator_source
-    if generator_source == EARLY_GENERATOR:
-        source = str(shipped_generator_dir(data_config.name, early=True))
-    generator = load_generator(source, dev, precision, compile, dataset=data_config.name)
+    generator = load_generator(generator_location(generator_source, data_config.name), dev, precision, compile,
+                               dataset=data_config.name)
     if generator_source == EARLY_GENERATOR:
         generator.source = f"shipped {data_config.name} model, early checkpoint"
     channels, image_size = dataset_shape(data_config)  # headers only: refuse a mismatch before decoding the data

@@ -31,13 +31,13 @@ def check_before_training(train, data, generator: str | None) -> list[dict[str, 
     recorded or a progress bar drawn; returns the data entries that will not be read (warned about on stderr)."""
     from genreg_core.data.datasets import dataset_shape, scan_image_folder
     from genreg_core.diffusion.model import load_generator
-    from genreg_core.lab import check_shape
+    from genreg_core.lab import check_shape, generator_location
     from genreg_core.training.loop import check_train_config
 
     check_train_config(train)
     skipped = scan_image_folder(data.root).skipped if data.name == "imagefolder" and data.root else []
     channels, image_size = dataset_shape(data)
-    check_shape(load_generator(generator), channels, image_size)
+    check_shape(load_generator(generator_location(generator, data.name), dataset=data.name), channels, image_size)
     return warn_skipped(skipped)
 
 

@@ -275,7 +275,8 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
     """Train a ConvNet (``config.init``) with ``config.method`` and report the test accuracy at the best val-loss epoch.
 
     Each epoch's metrics hold ``train_loss`` (mean over its steps) and the means of the method's step
-    diagnostics, ``val_loss``, ``val_accuracy``, ``test_loss``, ``test_accuracy``, ``lr``, ``seconds``.
+    diagnostics, ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``; ``test_loss`` and ``test_accuracy`` only at
+    an epoch whose validation loss is the best so far (the test set is read only where it could be reported).
     Raises ``ValueError`` for an unknown method, a missing or incompatible generator, or a bad config, and
     ``FloatingPointError`` when a loss is not finite.
     """
@@ -296,12 +297,12 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
             status = "stopped"
             break
         val_loss, val_accuracy = evaluate(run.model, val_x, val_y)
-        test_loss, test_accuracy = evaluate(run.model, test_x, test_y)
-        row = {**_mean_metrics(rows), "epoch": float(epoch), "val_loss": val_loss, "val_accuracy": val_accuracy,
-               "test_loss": test_loss, "test_accuracy": test_accuracy, "seconds": time.perf_counter() - epoch_start}
+        row = {**_mean_metrics(rows), "epoch": float(epoch), "val_loss": val_loss, "val_accuracy": val_accuracy}
+        if best < 0 or val_loss < history[best]["val_loss"]:  # the test set is read only at a new best epoch
+            best = len(history)
+            row["test_loss"], row["test_accuracy"] = evaluate(run.model, test_x, test_y)
+        row["seconds"] = time.perf_counter() - epoch_start
         history.append(row)
-        if best < 0 or val_loss < history[best]["val_loss"]:
-            best = len(history) - 1
         if callbacks.on_epoch is not None:
             callbacks.on_epoch(epoch, row)
         snapshot = run.method.epoch_snapshot()
