@@ -12,6 +12,7 @@ from genreg_app.state import current_lab
 from genreg_app.url_state import UrlState, list_of
 from genreg_core.config import AdaRandOptions, RandRegOptions, TrainConfig
 from genreg_core.diffusion.perturbation import KINDS, NORMS
+from genreg_core.evaluation.statistics import SPREAD_NOTE
 from genreg_core.plots import run_curves
 from genreg_core.runs.engines import ENGINES
 from genreg_core.runs.grid import GridSpec, expand_cells, grid_status, grid_table, launch_grid, progress_of
@@ -236,6 +237,7 @@ def runs_panel() -> None:
                                   zip(frame.test_accuracy_mean, frame.test_accuracy_std, frame.runs)]
         st.dataframe(frame[["method", "per_class", "generator_regime", "runs", "test accuracy", "seeds"]],
                      hide_index=True)
+        st.caption(SPREAD_NOTE)
     url.finish()
     e1, e2 = st.columns(2)
     e1.download_button("Export run table (CSV)", table.drop(columns=["progress"]).to_csv(index=False), "runs.csv",
@@ -261,6 +263,7 @@ def grid_panel() -> None:
                                   zip(frame.test_accuracy_mean, frame.test_accuracy_std, frame.runs)]
         st.dataframe(frame[["init", "regime", "method", "per_class", "runs", "test accuracy"]], hide_index=True,
                      key="tr.grid.table")
+        st.caption(SPREAD_NOTE)
     failed = [c for c in cells if c.status == "failed"]
     if failed:
         st.warning("\n".join(f"- {c.cell.label()}: {c.error}" for c in failed))

@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import numpy as np
-
 from genreg_core.config import DataConfig, TrainConfig, override
 from genreg_core.runs.store import RunSpec, RunStore
 
@@ -266,8 +264,10 @@ def _settle(store: RunStore, state: CellState, run_id: str, error: str | None) -
 
 
 def grid_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Test accuracy mean ± std (population std, as the reproduction report) per init, regime, method and
-    setting; methods without a generator count under every regime present."""
+    """Test accuracy mean ± sample std (ddof = 1, ``evaluation.statistics.mean_sd``, as every report and claim) per
+    init, regime, method and setting; the std is None for a single run. Methods without a generator count under
+    every regime present."""
+    from genreg_core.evaluation.statistics import mean_sd
     from genreg_core.training.methods import GENERATOR_METHODS
 
     regimes = sorted({r["regime"] for r in rows})
@@ -279,25 +279,31 @@ def grid_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (init, regime, method, n), acc in sorted(groups.items(), key=lambda kv: (
             kv[0][0], kv[0][1], order.get(kv[0][2], len(order)), kv[0][3] is None, kv[0][3] or 0)):
-        out.append({"init": init, "regime": regime, "method": method, "per_class": n, "runs": len(acc),
-                    "test_accuracy_mean": float(np.mean(acc)), "test_accuracy_std": float(np.std(acc))})
+        mean, sd, runs = mean_sd(acc)
+        out.append({"init": init, "regime": regime, "method": method, "per_class": n, "runs": runs,
+                    "test_accuracy_mean": mean, "test_accuracy_std": sd if runs > 1 else None})
     return out
 
 
 def format_grid_table(table: list[dict[str, Any]]) -> str:
-    """``grid_table`` as markdown: one table per init and regime, methods × settings, accuracy in %."""
+    """``grid_table`` as markdown: one table per init and regime, methods × settings, accuracy in %; a single run
+    has no spread."""
+    from genreg_core.evaluation.statistics import SPREAD_NOTE
+
+    def cell(row: dict[str, Any]) -> str:
+        spread = "" if row["test_accuracy_std"] is None else f" ± {100 * row['test_accuracy_std']:.1f}"
+        return f"{100 * row['test_accuracy_mean']:.1f}{spread} ({row['runs']})"
+
     lines = []
     for init, regime in dict.fromkeys((r["init"], r["regime"]) for r in table):
         part = [r for r in table if (r["init"], r["regime"]) == (init, regime)]
         settings = list(dict.fromkeys(sorted((r["per_class"] for r in part), key=lambda n: (n is None, n or 0))))
-        lines += [f"init = {init}, generator regime = {regime}: test accuracy (%) mean ± std (runs)", "",
+        lines += [f"init = {init}, generator regime = {regime}: test accuracy (%) mean ± std (runs); {SPREAD_NOTE}", "",
                   "| method | " + " | ".join(f"{n or 'all'} / class" for n in settings) + " |",
                   "|---" * (len(settings) + 1) + "|"]
         for method in dict.fromkeys(r["method"] for r in part):
             cells = {r["per_class"]: r for r in part if r["method"] == method}
-            lines.append(f"| {method} | " + " | ".join(
-                f"{100 * cells[n]['test_accuracy_mean']:.1f} ± {100 * cells[n]['test_accuracy_std']:.1f} "
-                f"({cells[n]['runs']})" if n in cells else "–" for n in settings) + " |")
+            lines.append(f"| {method} | " + " | ".join(cell(cells[n]) if n in cells else "–" for n in settings) + " |")
         lines.append("")
     return "\n".join(lines)
 

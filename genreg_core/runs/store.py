@@ -467,8 +467,9 @@ def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize_runs(runs: list[RunSummary]) -> list[dict[str, Any]]:
-    """Test accuracy mean ± std (and run count) per method, setting and generator regime, over finished runs."""
-    import numpy as np
+    """Test accuracy mean ± sample std (ddof = 1, ``evaluation.statistics.mean_sd``; None for a single run) and run
+    count per method, setting and generator regime, over finished runs."""
+    from genreg_core.evaluation.statistics import mean_sd
 
     groups: dict[tuple[str, str, str], list[RunSummary]] = {}
     for run in runs:
@@ -476,8 +477,8 @@ def summarize_runs(runs: list[RunSummary]) -> list[dict[str, Any]]:
             groups.setdefault((run.method, run.per_class, run.generator_regime), []).append(run)
     rows = []
     for (method, per_class, regime), members in sorted(groups.items()):
-        acc = np.array([r.test_accuracy for r in members])
-        rows.append({"method": method, "per_class": per_class, "generator_regime": regime, "runs": len(members),
-                     "test_accuracy_mean": float(acc.mean()), "test_accuracy_std": float(acc.std(ddof=0)),
+        mean, sd, n = mean_sd([r.test_accuracy for r in members])
+        rows.append({"method": method, "per_class": per_class, "generator_regime": regime, "runs": n,
+                     "test_accuracy_mean": mean, "test_accuracy_std": sd if n > 1 else None,
                      "seeds": sorted(r.seed for r in members)})
     return rows

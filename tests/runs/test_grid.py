@@ -69,8 +69,12 @@ def test_grid_table_mean_and_std_by_hand():
     ce = [t for t in table if t["method"] == "ce"]
     assert {t["regime"] for t in ce} == {"pool", "own"}  # ce counts under both regimes
     assert ce[0]["runs"] == 2 and ce[0]["test_accuracy_mean"] == pytest.approx(0.6)
-    assert ce[0]["test_accuracy_std"] == pytest.approx(0.1)
-    assert "| ce | 60.0 ± 10.0 (2) |" in format_grid_table(table)
+    assert ce[0]["test_accuracy_std"] == pytest.approx(0.2 / 2**0.5)  # sample std (ddof 1): |a − b| / √2
+    gda = next(t for t in table if t["method"] == "gda")
+    assert gda["runs"] == 1 and gda["test_accuracy_std"] is None  # one run has no spread
+    text = format_grid_table(table)
+    assert "| ce | 60.0 ± 14.1 (2) |" in text and "| gda | 90.0 (1) |" in text
+    assert "sample standard deviation over seeds (ddof = 1)" in text.splitlines()[0]
 
 
 def test_local_grid_runs_then_a_rerun_runs_nothing(tmp_path):
