@@ -1,21 +1,22 @@
-"""MGR checked against independent computations: PCR by hand, the meta-gradient by finite differences, the DDIM
-chain against diffusers' DDIMScheduler, the Adam lookahead against torch.optim.Adam; synthetic data never
-reaches the CE loss or the head."""
+"""MGR checked against independent computations: PCR by hand from views checked against a numpy T, the
+meta-gradient by finite differences, the DDIM chain against diffusers' DDIMScheduler, the Adam lookahead against
+torch.optim.Adam; synthetic data never reaches the CE loss or the head."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from genreg_core.config import FeatureConfig, GeneratorTrainConfig, MGROptions, get_preset
 from genreg_core.diffusion.model import Generator, build_scheduler, build_unet
-from genreg_core.features.augment import random_shift_rotate
 from genreg_core.features.extractor import build_convnet
 from genreg_core.training.methods import MethodSetup
 from genreg_core.training.methods.ce import CrossEntropy
 from genreg_core.training.methods.mgr import MGR, ddim_chain, pcr_per_sample
 from genreg_core.training.methods.mgr_options import ConditionalFinder, adam_lookahead
+from tests.features.augment_reference import fit_shift_rotate
 
 N_CLASSES = 10
 
@@ -34,21 +35,35 @@ def _setup(digits, generator, model, optimizer=None, dtype=torch.float32) -> Met
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_pcr_is_the_squared_feature_distance_of_two_views(reduction):
+def test_pcr_is_the_squared_feature_distance_of_two_views_of_each_image(reduction, digits):
+    """No replay of the code's random draws: the views the network saw are checked to be two different T of the
+    right image (a numpy fit of shift and rotation), and the loss is recomputed from them by hand."""
     torch.manual_seed(1)
-    weight = torch.randn(64, 5)  # a linear "feature extractor" g(x) = flatten(x) W, d = 5
-    x_p = torch.rand(3, 1, 8, 8) * 2 - 1
+    weight = torch.randn(256, 5)  # a linear "feature extractor" g(x) = flatten(x) W, d = 5
+    x_p = digits.images[:3]  # three different digits, (3, 1, 16, 16)
+    seen = []
 
     def forward(x):
+        seen.append(x.detach().clone())
         return x.flatten(1) @ weight, None
 
     pcr = pcr_per_sample(forward, x_p, torch.Generator().manual_seed(7), reduction)
-    rng = torch.Generator().manual_seed(7)
-    v1, v2 = random_shift_rotate(x_p, rng=rng), random_shift_rotate(x_p, rng=rng)
+    (views,) = seen  # both views of every image in one forward pass, (6, 1, 16, 16)
+    assert views.shape == (6, 1, 16, 16) and pcr.shape == (3,)
+    images, w = x_p.numpy()[:, 0], weight.numpy().astype(np.float64)
     for i in range(3):
-        f1, f2 = (v1[i].flatten() @ weight).tolist(), (v2[i].flatten() @ weight).tolist()
-        by_hand = sum((a - b) ** 2 for a, b in zip(f1, f2))
+        first, second = views[i, 0].numpy(), views[3 + i, 0].numpy()
+        for view in (first, second):  # a shift ≤ 2 px and a rotation ≤ 10° of its own image, not of another one
+            error, _, _, degrees = fit_shift_rotate(view, images[i])
+            assert error < 0.01 and abs(degrees) <= 10.05
+            assert fit_shift_rotate(view, images[(i + 1) % 3])[0] > 0.5
+            assert np.abs(view - images[i]).max() > 0.1  # moved: neither view is the image itself (this seed)
+        assert np.abs(first - second).max() > 0.1  # two independent draws of T, not one view twice
+        f1, f2 = first.reshape(-1) @ w, second.reshape(-1) @ w  # (5,) each
+        by_hand = sum((a - b) ** 2 for a, b in zip(f1.tolist(), f2.tolist()))
         assert pcr[i].item() == pytest.approx(by_hand if reduction == "sum" else by_hand / 5, rel=1e-4)
+    blank = torch.full((2, 1, 16, 16), -1.0)  # T keeps a blank image blank: its two views agree (up to rounding)
+    assert pcr_per_sample(forward, blank, torch.Generator().manual_seed(7), reduction).abs().max().item() < 1e-8
 
 
 def test_synthetic_images_never_reach_the_ce_loss_or_the_head(digits, tiny_generator):
