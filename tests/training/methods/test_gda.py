@@ -1,7 +1,9 @@
-"""GDA's loss against a hand computation: the ratio of synthetic pairs, their labels, their augmentation."""
+"""GDA's loss against a hand computation: the ratio of synthetic pairs, their labels, their augmentation
+(checked against a numpy reference of T)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,7 @@ from genreg_core.config import FeatureConfig, GDAOptions
 from genreg_core.features.extractor import build_convnet
 from genreg_core.training.methods import MethodSetup
 from genreg_core.training.methods.gda import GenerativeAugmentation
+from tests.features.augment_reference import fit_shift_rotate
 
 N_CLASSES = 10
 
@@ -48,12 +51,29 @@ def test_ratio_zero_is_plain_cross_entropy(digits, tiny_generator):
     assert "ce_synthetic" not in metrics
 
 
-def test_synthetic_pairs_are_augmented_when_augment_is_on(digits, tiny_generator):
-    plain, model, x, y = _started(digits, tiny_generator, 1.0, augment=False)
-    augmented, model_b, _, _ = _started(digits, tiny_generator, 1.0, augment=True)
-    loss_plain = plain.step_loss(model, x, y, lr=1e-2)[0].item()
-    loss_aug = augmented.step_loss(model_b, x, y, lr=1e-2)[0].item()
-    assert loss_plain != pytest.approx(loss_aug, rel=1e-4)  # same model, real batch and pool: only T(·) differs
+def test_synthetic_pairs_are_augmented_by_t_and_the_real_batch_is_left_alone(digits, tiny_generator):
+    """What the network saw, checked against a numpy reference of T: each synthetic pair is its own shift ≤ 2 px
+    and rotation ≤ 10° of the pool image; the loss is the mean CE of exactly that batch."""
+    method, model, x, y = _started(digits, tiny_generator, 1.0, augment=True)
+    seen = []
+    hook = model.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    loss, _ = method.step_loss(model, x, y, lr=1e-2)
+    hook.remove()
+    (batch,) = seen  # (B + S, C, H, W)
+    torch.testing.assert_close(batch[:8], x)  # the method leaves the real batch alone (the loop augments it)
+    pool, views = digits.images[100, 0].numpy(), batch[8:, 0].numpy()
+    for view in views:
+        error, _, _, degrees = fit_shift_rotate(view, pool)
+        assert error < 0.01 and abs(degrees) <= 10.05
+    assert sum(np.abs(view - pool).max() > 0.1 for view in views) >= 6  # T moved them (most draws move an image)
+    assert all(np.abs(views[i] - views[j]).max() > 1e-3 for i in range(8) for j in range(i))  # one draw per pair
+    per_sample = F.cross_entropy(model(batch), torch.cat([y, torch.full((8,), 3)]), reduction="none")
+    assert loss.item() == pytest.approx(per_sample.mean().item(), rel=1e-5)
+    plain, model_plain, _, _ = _started(digits, tiny_generator, 1.0, augment=False)
+    seen.clear()
+    model_plain.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    plain.step_loss(model_plain, x, y, lr=1e-2)
+    torch.testing.assert_close(seen[0][8:], digits.images[100:101].expand(8, -1, -1, -1))  # augment off: untouched
 
 
 def test_negative_ratio_is_refused():
