@@ -11,7 +11,9 @@ from genreg_core.data.datasets import ImageDataset
 
 
 def _sweep(dataset, split, generator) -> list[dict]:
-    base = replace(TrainConfig.tiny("mgr"), epochs=1)
+    # large enough to learn something (a constant prediction's test accuracy is blind to permuted labels); four
+    # epochs, so the best epoch is a choice too
+    base = replace(TrainConfig.tiny("mgr"), per_class=10, epochs=4, lr=1e-2)
     return [run_point(dataset, split, generator, "mgr", "mean", weight, 0, base) for weight in (0.0, 30.0)]
 
 
@@ -24,6 +26,10 @@ def test_choice_is_unchanged_when_the_test_labels_are_permuted(digits, digits_sp
                       tiny_generator)
     assert not torch.equal(labels, digits.labels)
     assert choose_point(permuted) == choose_point(rows)
+    for a, b in zip(rows, permuted):  # nothing validation-side moved: the best epoch and its numbers are the same
+        assert (a["best_epoch"], a["val_accuracy"], a["best_val_loss"]) == (b["best_epoch"], b["val_accuracy"],
+                                                                            b["best_val_loss"])
+    assert any(a["test_accuracy"] != b["test_accuracy"] for a, b in zip(rows, permuted))  # the permutation bites
 
 
 def test_choice_follows_validation_not_test():
