@@ -1,7 +1,7 @@
 """``genreg grid``: methods × images per class × seeds (× inits × regimes) on the local pool or on Ray.
 
 Cells already FINISHED in the store are skipped, so a grid resumes after an interruption; the end prints the
-mean ± std table and the claims table (``genreg_core.analysis.claims``) of the grid's cells.
+mean ± sample std (ddof 1) table and the claims table (``genreg_core.analysis.claims``) of the grid's cells.
 """
 
 from __future__ import annotations

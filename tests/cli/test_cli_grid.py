@@ -22,6 +22,7 @@ def test_grid_json_contract_and_resume(capsys, tmp_path, monkeypatch):
     cell = payload["cells"][0]
     assert (cell["method"], cell["per_class"], cell["seed"], cell["status"]) == ("ce", 5, 0, "finished")
     assert payload["table"][0]["test_accuracy_mean"] == cell["test_accuracy"]
+    assert payload["table"][0]["test_accuracy_std"] is None  # one run has no sample std (JSON null, never NaN)
     assert "grid: 1 done / 0 running / 0 failed / 0 left" in captured.err
     assert main(["runs", "list", "--json"]) == 0
     assert [r["test_accuracy"] for r in json.loads(capsys.readouterr().out)] == [cell["test_accuracy"]]
