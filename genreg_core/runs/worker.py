@@ -174,9 +174,11 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int | None = DEFAU
         callbacks = _recording_callbacks(store, run_id, logger, on_step, on_epoch, should_stop)
         result = train_classifier(lab.dataset, lab.split, spec.train, generator, lab.device, callbacks)
         logger.flush()
+        best = result.history[result.best_epoch - 1] if result.best_epoch else {}
         final = {"best_val_loss": result.best_val_loss, "test_accuracy_at_best": result.test_accuracy,
-                 "best_epoch": result.best_epoch, "run_seconds": time.perf_counter() - started,
-                 "run_cpu_seconds": time.process_time() - cpu_started}
+                 "val_accuracy_at_best": best.get("val_accuracy"), "best_epoch": result.best_epoch,
+                 "n_ce_labels": len(result.train_indices), "n_meta_labels": len(result.meta_indices),
+                 "run_seconds": time.perf_counter() - started, "run_cpu_seconds": time.process_time() - cpu_started}
         logger.log({k: v for k, v in final.items() if v is not None}, 0)
         logger.flush()
         _save_model(store, run_id, result)

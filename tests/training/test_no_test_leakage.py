@@ -3,6 +3,7 @@ and every classifier run of every seed of the grid's protocol."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -12,13 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from experiments.reproduce import grid_split
+from experiments.reproduce import grid_of
 from genreg_core.config import DataConfig, TrainConfig, config_from_dict
 from genreg_core.data.datasets import load_digits_dataset, per_class_subset, split_dataset
 from genreg_core.diffusion.model import load_generator
 from genreg_core.features.backbone import get_backbone, load_backbone
 from genreg_core.features.extractor import data_fingerprint, load_feature_extractor
 from genreg_core.lab import Lab, real_subset
+from genreg_core.runs.grid import cell_spec, expand_cells
 from genreg_core.training.generator_regime import get_own_generator
 from genreg_core.training.loop import train_classifier
 
@@ -85,6 +87,18 @@ def test_the_feature_extractor_fits_its_train_rows_better_than_val_and_test(digi
     assert gap > 0 and abs(loss["val"] - loss["test"]) < gap / 2, loss
 
 
+def grid_split(digits, seed: int):
+    """The split the reproduction grid's cells of ``seed`` train, select and test on (through ``genreg grid``)."""
+    args = argparse.Namespace(methods=["ce", "mgr"], settings=[5, 25], seeds=[seed], inits=["scratch", "pretrained"],
+                              regimes=["pool", "own"], epochs=30, dataset="digits", set=[], generator=None,
+                              device="cpu")
+    grid = grid_of(args)
+    configs = [cell_spec(grid, cell).data for cell in expand_cells(grid)]
+    assert all(c == configs[0] for c in configs)  # every cell of a seed on one data config
+    data = configs[0]
+    return split_dataset(digits.labels, data.split_seed, data.val_fraction, data.test_fraction)
+
+
 def _lab(digits, split, generator=None) -> Lab:
     return Lab(DataConfig(), digits, split, generator, None, torch.device("cpu"))
 
@@ -95,7 +109,7 @@ def test_every_seed_tests_on_the_same_images_no_model_saw(digits, digits_split, 
     seen = {name: set(json.loads(path.read_text())["train_indices"]) for name, path in SHIPPED.items()}
     test = set(fixed.test)
     for seed in SEEDS:
-        split = grid_split(lab, seed)
+        split = grid_split(digits, seed)
         assert np.array_equal(split.test, fixed.test) and np.array_equal(split.val, fixed.val)
         assert not set(per_class_subset(digits.labels, split.train, 25, seed)) & test  # the run's (own) rows
         assert get_backbone(digits, split, 32, 128, "/nonexistent").provenance["train_indices"] == \
@@ -105,8 +119,8 @@ def test_every_seed_tests_on_the_same_images_no_model_saw(digits, digits_split, 
     config = replace(TrainConfig.tiny("mgr"), epochs=1)
     for seed in (0, 1):
         for budget in ("within", "extra"):
-            result = train_classifier(digits, grid_split(lab, seed), replace(config, seed=seed, meta_val_budget=budget),
-                                      tiny_generator)
+            run = replace(config, seed=seed, meta_val_budget=budget)
+            result = train_classifier(digits, grid_split(digits, seed), run, tiny_generator)
             assert not (set(result.train_indices) | set(result.meta_indices)) & test
 
 
