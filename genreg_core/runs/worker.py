@@ -95,6 +95,8 @@ def _run_generator(store: RunStore, run_id: str, lab, spec: RunSpec, logger: _Me
         trained = store.client.get_run(run_id).data.tags.get("genreg.generator_progress") is not None
         store.client.set_tag(run_id, "genreg.generator_progress", "trained" if trained else "cached")
         store.client.set_tag(run_id, "genreg.own_generator", generator.metadata.get("key", ""))
+    if generator.class_fidelity is not None:  # the generator-quality dial, on every run (docs/models.md)
+        logger.log({"generator_fidelity": generator.class_fidelity}, 0)
     logger.flush()
     return generator
 
