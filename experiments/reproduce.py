@@ -1,17 +1,24 @@
-"""Reproduce the papers' claims: init × generator regime × methods × images per class × seeds on digits.
+"""Reproduce the papers' claims: init × generator regime × methods × images per class × seeds, per dataset.
+
+A thin caller of ``genreg grid`` (``genreg_core.runs.grid.run_grid``: the local pool or Ray, resumable through the
+run store) that keeps every finished cell as one JSON line of ``--results`` (the dataset's own folder:
+``experiments/results/`` for digits, ``experiments/results/fashion-mnist/`` for Fashion-MNIST; a cell already
+there is not run again, so the grid runs in pieces) and rewrites, after every cell, the accuracy tables
+(``--out``) and the claims table (``--claims``: markdown and JSON, via ``genreg_core.analysis.claims``; the
+README's block shows every dataset's verdicts).
 
 Protocol (docs/results.md): ONE fixed stratified train / val / test split per dataset (the lab's, from
 ``DataConfig.split_seed``), the same for every seed and every method, so no shipped model (generator, feature
 extractor, self-supervised backbone) ever saw a test image; the seed varies only the labelled per-class subset,
 the initialisation, the batches and the noise. Test accuracy at the best validation-loss epoch; methods are
 compared by paired differences over seeds (``genreg_core.evaluation.statistics``). Methods that use no
-generator (ce, randreg, adarand) run once per init and count under every regime. Each finished run is appended
-to ``--results`` (JSON lines; rerunning skips what is there, so the grid can be run in pieces and in parallel
-processes with different flags). After every run the accuracy tables (``--out``) and the claims table
-(``--claims``: markdown and JSON, via ``genreg_core.analysis.claims``) are rewritten:
+generator (ce, randreg, adarand) run once per init and count under every regime. ``--generator shipped-early``
+(the quality dial) is recorded in each row and keeps its runs apart (``gda[generator=shipped-early]``):
 
     python -m experiments.reproduce --inits scratch --regimes pool own --methods ce randreg adarand gda \\
-        --settings 5 10 25 --seeds 0 1 2 --threads 1
+        --settings 5 10 25 --seeds 0 1 2
+    python -m experiments.reproduce --dataset fashion-mnist --inits scratch --methods gda --settings 10 \\
+        --generator shipped-early --workers 2
     python -m experiments.reproduce --report-only --sweep classifier=bench/results/sweep_classifier.json
 """
 
@@ -38,7 +45,7 @@ from genreg_core.analysis.claims import (
 )
 from genreg_core.config import GENERATOR_REGIMES, DataConfig, TrainConfig
 from genreg_core.evaluation.statistics import SPREAD_NOTE, mean_sd
-from genreg_core.runs.engines import Resources, make_engine
+from genreg_core.runs.engines import ENGINES, Resources, make_engine
 from genreg_core.runs.grid import COST_ORDER, Cell, CellState, GridSpec, parse_overrides, run_grid
 from genreg_core.runs.store import RunStore
 from genreg_core.training.methods import GENERATOR_METHODS, METHODS, make_method
@@ -157,6 +164,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads of each run")
     parser.add_argument("--workers", type=int, default=1, help="runs at once (local engine)")
+    parser.add_argument("--engine", choices=list(ENGINES), default="local", help="where the runs execute (genreg grid)")
+    parser.add_argument("--address", default=None, help="ray: the cluster (default RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking store of the runs (default MLFLOW_TRACKING_URI, else $GENREG_HOME's)")
     parser.add_argument("--results", default=None, help="one JSON line per finished run (default: grid.jsonl in "
                                                         "the dataset's results folder)")
     parser.add_argument("--out", default=None, help="the accuracy tables (default: reproduce.md beside --results)")
@@ -193,9 +204,10 @@ def main() -> None:
             handle.write(json.dumps(row) + "\n")
         write_reports(_load_rows(results), args, header)
 
-    store = RunStore()
-    engine = make_engine("local", store, Resources(cpu=args.threads or 1))
-    engine.max_concurrent = args.workers
+    store = RunStore(tracking_uri=args.tracking_uri)
+    engine = make_engine(args.engine, store, Resources(cpu=args.threads), args.address)
+    if args.engine == "local":
+        engine.max_concurrent = args.workers
     result = run_grid(store, grid_of(args), engine, on_progress=lambda p: print(p.line(), file=sys.stderr, flush=True),
                       exclude=lambda cell: _cell_key(cell, args) in recorded, on_cell=keep)
     for state in result.cells:  # finished in the store by an earlier, interrupted call: recorded here too
