@@ -134,6 +134,7 @@ def grid_of(args: argparse.Namespace) -> GridSpec:
     return GridSpec(methods=tuple(m for m in COST_ORDER if m in args.methods), per_class=tuple(args.settings),
                     seeds=tuple(args.seeds), inits=tuple(args.inits), regimes=tuple(args.regimes), epochs=args.epochs,
                     data=DataConfig(name=args.dataset), overrides=parse_overrides(args.set),
+                    base=TrainConfig.tiny() if args.preset == "tiny" else TrainConfig(),
                     generator=args.generator, device=args.device)
 
 
@@ -148,7 +149,7 @@ def _cell_key(cell: Cell, args: argparse.Namespace) -> tuple:
             generator)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inits", nargs="+", default=["scratch", "pretrained"], choices=["scratch", "pretrained"])
     parser.add_argument("--regimes", nargs="+", default=list(GENERATOR_REGIMES), choices=list(GENERATOR_REGIMES))
@@ -161,6 +162,8 @@ def main() -> None:
     parser.add_argument("--generator", default=None,
                         help="generator of the generator methods (default: the shipped model; shipped-early: the "
                              "early checkpoint, the quality dial); recorded in each row")
+    parser.add_argument("--preset", choices=["default", "tiny"], default="default",
+                        help="tiny: the tests' small model and batches")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads of each run")
     parser.add_argument("--workers", type=int, default=1, help="runs at once (local engine)")
@@ -180,7 +183,7 @@ def main() -> None:
     parser.add_argument("--sweep", nargs="*", default=[], metavar="NAME=PATH",
                         help="reverse-step sweeps (genreg sweep --json) for the diversity claim")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the tables from --results")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     parse_overrides(args.set)  # refuse a bad --set before any run
     folder = RESULTS_DIRS[args.dataset]
     args.results = args.results or str(folder / "grid.jsonl")

@@ -122,7 +122,7 @@ def grid_split(digits, seed: int):
     """The split the reproduction grid's cells of ``seed`` train, select and test on (through ``genreg grid``)."""
     args = argparse.Namespace(methods=["ce", "mgr"], settings=[5, 25], seeds=[seed], inits=["scratch", "pretrained"],
                               regimes=["pool", "own"], epochs=30, dataset="digits", set=[], generator=None,
-                              device="cpu")
+                              preset="default", device="cpu")
     grid = grid_of(args)
     configs = [cell_spec(grid, cell).data for cell in expand_cells(grid)]
     assert all(c == configs[0] for c in configs)  # every cell of a seed on one data config
