@@ -13,12 +13,12 @@ from genreg_app.url_state import UrlState, list_of
 from genreg_core.config import AdaRandOptions, RandRegOptions, TrainConfig
 from genreg_core.diffusion.perturbation import KINDS, NORMS
 from genreg_core.evaluation.statistics import SPREAD_NOTE
-from genreg_core.plots import run_curves
+from genreg_core.plots import quality_chart, run_curves
 from genreg_core.runs.engines import ENGINES
 from genreg_core.runs.grid import GridSpec, expand_cells, grid_status, grid_table, launch_grid, progress_of
 from genreg_core.runs.store import EPOCH_KEYS, RunSpec, summarize_runs
 from genreg_core.runs.worker import DEFAULT_MAX_CONCURRENT, launch_run
-from genreg_core.training.methods import METHODS
+from genreg_core.training.methods import GENERATOR_METHODS, METHODS
 
 st.title("Live training runs")
 st.markdown(
@@ -235,9 +235,20 @@ def runs_panel() -> None:
         frame = pd.DataFrame(summary)
         frame["test accuracy"] = [_accuracy_text(m, s, n) for m, s, n in
                                   zip(frame.test_accuracy_mean, frame.test_accuracy_std, frame.runs)]
-        st.dataframe(frame[["method", "per_class", "generator_regime", "runs", "test accuracy", "seeds"]],
-                     hide_index=True)
+        st.dataframe(frame[["method", "per_class", "generator_regime", "generator", "generator_fidelity", "runs",
+                            "test accuracy", "seeds"]], hide_index=True,
+                     column_config={"generator_fidelity": st.column_config.NumberColumn("generator fidelity",
+                                                                                       format="percent")})
         st.caption(SPREAD_NOTE)
+        dial = {r["generator_fidelity"] for r in summary
+                if r["method"] in GENERATOR_METHODS and r["generator_fidelity"] is not None}
+        if len(dial) > 1:
+            st.subheader("Accuracy vs generator quality")
+            st.plotly_chart(quality_chart(summary, GENERATOR_METHODS), key="tr.quality")
+            st.caption("The generator-quality dial (ours; the papers are silent): each point is the runs of one "
+                       "method and setting with one generator, placed at that generator's measured class fidelity "
+                       "(docs/models.md); ± one sample std over seeds. Dashed: methods that use no generator. Launch "
+                       "runs with the sidebar's early checkpoint to add the weak end.")
     url.finish()
     e1, e2 = st.columns(2)
     e1.download_button("Export run table (CSV)", table.drop(columns=["progress"]).to_csv(index=False), "runs.csv",

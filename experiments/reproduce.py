@@ -1,17 +1,24 @@
-"""Reproduce the papers' claims: init × generator regime × methods × images per class × seeds on digits.
+"""Reproduce the papers' claims: init × generator regime × methods × images per class × seeds, per dataset.
+
+A thin caller of ``genreg grid`` (``genreg_core.runs.grid.run_grid``: the local pool or Ray, resumable through the
+run store) that keeps every finished cell as one JSON line of ``--results`` (the dataset's own folder:
+``experiments/results/`` for digits, ``experiments/results/fashion-mnist/`` for Fashion-MNIST; a cell already
+there is not run again, so the grid runs in pieces) and rewrites, after every cell, the accuracy tables
+(``--out``) and the claims table (``--claims``: markdown and JSON, via ``genreg_core.analysis.claims``; the
+README's block shows every dataset's verdicts).
 
 Protocol (docs/results.md): ONE fixed stratified train / val / test split per dataset (the lab's, from
 ``DataConfig.split_seed``), the same for every seed and every method, so no shipped model (generator, feature
 extractor, self-supervised backbone) ever saw a test image; the seed varies only the labelled per-class subset,
 the initialisation, the batches and the noise. Test accuracy at the best validation-loss epoch; methods are
 compared by paired differences over seeds (``genreg_core.evaluation.statistics``). Methods that use no
-generator (ce, randreg, adarand) run once per init and count under every regime. Each finished run is appended
-to ``--results`` (JSON lines; rerunning skips what is there, so the grid can be run in pieces and in parallel
-processes with different flags). After every run the accuracy tables (``--out``) and the claims table
-(``--claims``: markdown and JSON, via ``genreg_core.analysis.claims``) are rewritten:
+generator (ce, randreg, adarand) run once per init and count under every regime. ``--generator shipped-early``
+(the quality dial) is recorded in each row and keeps its runs apart (``gda[generator=shipped-early]``):
 
     python -m experiments.reproduce --inits scratch --regimes pool own --methods ce randreg adarand gda \\
-        --settings 5 10 25 --seeds 0 1 2 --threads 1
+        --settings 5 10 25 --seeds 0 1 2
+    python -m experiments.reproduce --dataset fashion-mnist --inits scratch --methods gda --settings 10 \\
+        --generator shipped-early --workers 2
     python -m experiments.reproduce --report-only --sweep classifier=bench/results/sweep_classifier.json
 """
 
@@ -20,33 +27,31 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
-from dataclasses import replace
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from genreg_core.analysis.claims import (
     CLAIMS_PATH,
+    claim_datasets,
     claims_markdown,
     claims_summary,
     judge_claims,
+    load_claims,
     method_key,
     save_claims,
     write_readme_claims,
 )
-from genreg_core.config import GENERATOR_REGIMES, TrainConfig, override
-from genreg_core.data.datasets import Split
+from genreg_core.config import GENERATOR_REGIMES, DataConfig, TrainConfig
 from genreg_core.evaluation.statistics import SPREAD_NOTE, mean_sd
-from genreg_core.lab import Lab, open_lab
-from genreg_core.runs.grid import parse_overrides
-from genreg_core.training.generator_regime import get_own_generator
-from genreg_core.training.loop import train_classifier
+from genreg_core.runs.engines import ENGINES, Resources, make_engine
+from genreg_core.runs.grid import COST_ORDER, Cell, CellState, GridSpec, parse_overrides, run_grid
+from genreg_core.runs.store import RunStore
 from genreg_core.training.methods import GENERATOR_METHODS, METHODS, make_method
 
-COST_ORDER = ("ce", "randreg", "adarand", "gda", "mgr", "mgr+adarand", "semantic", "gssl")  # cheap methods first
 Row = dict
+RESULTS_DIRS = {"digits": Path("experiments/results"), "fashion-mnist": Path("experiments/results/fashion-mnist")}
 
 
 def format_tables(rows: list[Row], header: str) -> str:
@@ -116,44 +121,35 @@ def write_reports(rows: list[Row], args: argparse.Namespace, header: str) -> Non
     Path(f"{args.claims}.md").write_text(f"# Claims on our runs\n\n{setting}; sweeps: "
                                          f"{', '.join(args.sweep) or 'none'}.\n\n{claims_markdown(claims)}")
     save_claims(claims, args.claims_json, datasets[0], {"setting": setting, "sweeps": args.sweep})
-    write_readme_claims(args.readme, claims_summary(claims, f"{args.claims}.md", datasets[0]))
+    summaries = []
+    for dataset in claim_datasets(args.claims_json):  # the README shows every dataset's verdicts
+        details = f"{args.claims}.md" if dataset == datasets[0] else str(RESULTS_DIRS.get(dataset, Path()) /
+                                                                          "claims.md")
+        summaries.append(claims_summary(load_claims(args.claims_json, dataset)[0], details, dataset))
+    write_readme_claims(args.readme, "\n".join(summaries))
 
 
-def grid_split(lab: Lab, seed: int) -> Split:
-    """The split a grid run of ``seed`` trains, selects and tests on: the lab's one fixed split, whatever the seed
-    (the seed varies the labelled subset, the initialisation and the noise through ``TrainConfig.seed``)."""
-    del seed  # never changes the split: every seed is tested on the same images
-    return lab.split
-
-
-def _run(lab: Lab, args: argparse.Namespace, init: str, regime: str, method: str, n: int, seed: int) -> Row:
-    split = grid_split(lab, seed)
-    config = TrainConfig()
-    for key, value in parse_overrides(args.set).items():
-        config = override(config, key, value)
-    config = replace(config, method=method, per_class=n, epochs=args.epochs, seed=seed, init=init,
-                     generator_regime=regime)
-    generator = lab.generator
-    if regime == "own" and make_method(method, config).needs_generator:
-        generator = get_own_generator(lab.dataset, split, lab.data_config, config, lab.device)
-    start, cpu = time.perf_counter(), time.process_time()
-    result = train_classifier(lab.dataset, split, config, generator, lab.device)
-    row = {"init": init, "regime": regime, "method": method, "per_class": n, "seed": seed, "epochs": args.epochs,
-           "test_accuracy": result.test_accuracy, "best_epoch": result.best_epoch,
-           "val_accuracy": result.history[result.best_epoch - 1]["val_accuracy"], "best_val_loss": result.best_val_loss,
-           "split_seed": lab.data_config.split_seed, "dataset": lab.data_config.name, "set": sorted(args.set),
-           "n_ce_labels": len(result.train_indices), "n_meta_labels": len(result.meta_indices),
-           "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
-    if make_method(method, config).needs_meta_validation:
-        row["budget"] = config.meta_val_budget
-    return row
+def grid_of(args: argparse.Namespace) -> GridSpec:
+    """The ``genreg grid`` of the flags: every cell on the dataset's one fixed split (``GridSpec.split_seed`` None)."""
+    return GridSpec(methods=tuple(m for m in COST_ORDER if m in args.methods), per_class=tuple(args.settings),
+                    seeds=tuple(args.seeds), inits=tuple(args.inits), regimes=tuple(args.regimes), epochs=args.epochs,
+                    data=DataConfig(name=args.dataset), overrides=parse_overrides(args.set),
+                    base=TrainConfig.tiny() if args.preset == "tiny" else TrainConfig(),
+                    generator=args.generator, device=args.device)
 
 
 def _row_key(r: Row) -> tuple:
-    return (r["init"], r["regime"], r["method"], r["per_class"], r["seed"], r["epochs"], tuple(r.get("set", ())))
+    return (r["init"], r["regime"], r["method"], r["per_class"], r["seed"], r["epochs"], tuple(r.get("set", ())),
+            r.get("generator"))
 
 
-def main() -> None:
+def _cell_key(cell: Cell, args: argparse.Namespace) -> tuple:
+    generator = args.generator if cell.method in GENERATOR_METHODS else None
+    return (cell.init, cell.regime, cell.method, cell.per_class, cell.seed, args.epochs, tuple(sorted(args.set)),
+            generator)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inits", nargs="+", default=["scratch", "pretrained"], choices=["scratch", "pretrained"])
     parser.add_argument("--regimes", nargs="+", default=list(GENERATOR_REGIMES), choices=list(GENERATOR_REGIMES))
@@ -161,45 +157,68 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", type=int, default=[5, 10, 25], help="images per class")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--dataset", default="digits", choices=sorted(RESULTS_DIRS),
+                        help="embedded dataset; its results live in their own folder (one results file per dataset)")
+    parser.add_argument("--generator", default=None,
+                        help="generator of the generator methods (default: the shipped model; shipped-early: the "
+                             "early checkpoint, the quality dial); recorded in each row")
+    parser.add_argument("--preset", choices=["default", "tiny"], default="default",
+                        help="tiny: the tests' small model and batches")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--results", default="experiments/results/grid.jsonl", help="one JSON line per finished run")
-    parser.add_argument("--out", default="experiments/results/reproduce.md")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads of each run")
+    parser.add_argument("--workers", type=int, default=1, help="runs at once (local engine)")
+    parser.add_argument("--engine", choices=list(ENGINES), default="local", help="where the runs execute (genreg grid)")
+    parser.add_argument("--address", default=None, help="ray: the cluster (default RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking store of the runs (default MLFLOW_TRACKING_URI, else $GENREG_HOME's)")
+    parser.add_argument("--results", default=None, help="one JSON line per finished run (default: grid.jsonl in "
+                                                        "the dataset's results folder)")
+    parser.add_argument("--out", default=None, help="the accuracy tables (default: reproduce.md beside --results)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="override TrainConfig fields, e.g. semantic.eps=0 (values parsed as JSON, else text)")
-    parser.add_argument("--claims", default="experiments/results/claims", help="writes CLAIMS.md")
+    parser.add_argument("--claims", default=None, help="writes CLAIMS.md and its JSON (default: claims beside "
+                                                       "--results)")
     parser.add_argument("--claims-json", default=str(CLAIMS_PATH), help="the claims the Home page shows (package data)")
     parser.add_argument("--readme", default="README.md", help="whose generated claims block is rewritten")
     parser.add_argument("--sweep", nargs="*", default=[], metavar="NAME=PATH",
                         help="reverse-step sweeps (genreg sweep --json) for the diversity claim")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the tables from --results")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     parse_overrides(args.set)  # refuse a bad --set before any run
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    folder = RESULTS_DIRS[args.dataset]
+    args.results = args.results or str(folder / "grid.jsonl")
+    args.out = args.out or str(Path(args.results).with_name("reproduce.md"))
+    args.claims = args.claims or str(Path(args.results).with_name("claims"))
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# genreg reproduction grid: digits ({platform.processor() or 'cpu'}; CPU and wall seconds of every "
-              f"run are in the results file; commands in the README)")
+    header = (f"# genreg reproduction grid: {args.dataset} ({platform.processor() or 'cpu'}; CPU and wall seconds "
+              f"of every run are in the results file; commands in docs/results.md)")
     if args.report_only:
         write_reports(_load_rows(results), args, header)
         return
-    lab = open_lab(device=args.device)
-    methods = [m for m in COST_ORDER if m in args.methods]
-    for method in methods:
-        regimes = args.regimes if method in GENERATOR_METHODS else args.regimes[:1]
-        for init in args.inits:
-            for regime in regimes:
-                for n in args.settings:
-                    for seed in args.seeds:
-                        done = {_row_key(r) for r in _load_rows(results)}
-                        if (init, regime, method, n, seed, args.epochs, tuple(sorted(args.set))) in done:
-                            continue
-                        row = _run(lab, args, init, regime, method, n, seed)
-                        print(json.dumps(row), flush=True)
-                        with results.open("a") as handle:
-                            handle.write(json.dumps(row) + "\n")
-                        write_reports(_load_rows(results), args, header)
+    recorded = {_row_key(r) for r in _load_rows(results)}
+
+    def keep(state: CellState) -> None:
+        row = {**state.row(), "set": sorted(args.set)}
+        if make_method(state.spec.train.method, state.spec.train).needs_meta_validation:
+            row["budget"] = state.spec.train.meta_val_budget
+        print(json.dumps(row), flush=True)
+        with results.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        write_reports(_load_rows(results), args, header)
+
+    store = RunStore(tracking_uri=args.tracking_uri)
+    engine = make_engine(args.engine, store, Resources(cpu=args.threads), args.address)
+    if args.engine == "local":
+        engine.max_concurrent = args.workers
+    result = run_grid(store, grid_of(args), engine, on_progress=lambda p: print(p.line(), file=sys.stderr, flush=True),
+                      exclude=lambda cell: _cell_key(cell, args) in recorded, on_cell=keep)
+    for state in result.cells:  # finished in the store by an earlier, interrupted call: recorded here too
+        if state.skipped:
+            keep(state)
+    for state in result.cells:
+        if state.status == "failed":
+            print(f"FAILED {state.cell.label()}: {state.error}", file=sys.stderr)
     print(f"wrote {args.out}, {args.claims}.md and {args.claims_json}")
 
 

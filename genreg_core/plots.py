@@ -252,3 +252,40 @@ def uncovered_curves(rows: list[dict], class_names: Sequence[str]) -> go.Figure:
                       xaxis_title="start step t", yaxis_title="uncovered share", yaxis_range=[0, 1.05],
                       height=360, margin=dict(l=10, r=10, t=50, b=10))
     return fig
+
+
+def quality_chart(rows: list[dict], uses_generator: set[str] | frozenset[str]) -> go.Figure:
+    """Test accuracy against the generator's class fidelity: one line per method and setting of ``rows``
+    (``summarize_runs`` rows: ``method``, ``per_class``, ``generator_fidelity``, ``test_accuracy_mean``/``_std``,
+    ``runs``), with ± one sample std; a method outside ``uses_generator`` (CE) is one dashed level per setting, its
+    runs pooled, since no generator touches it."""
+    fig = go.Figure()
+    measured = [r for r in rows if r.get("generator_fidelity") is not None]
+    xs = sorted({100 * r["generator_fidelity"] for r in measured})
+    lines: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        lines.setdefault((r["method"], str(r["per_class"])), []).append(r)
+    for i, ((method, per_class), members) in enumerate(sorted(lines.items())):
+        color = PALETTE[i % len(PALETTE)]
+        name = f"{method}, {per_class} / class"
+        if method not in uses_generator:
+            n = sum(r["runs"] for r in members)
+            mean = sum(r["test_accuracy_mean"] * r["runs"] for r in members) / max(n, 1)
+            fig.add_trace(go.Scatter(x=[xs[0], xs[-1]] if xs else [], y=[100 * mean] * (2 if xs else 0),
+                                     mode="lines", name=f"{name} ({n} runs)", line=dict(color=color, dash="dash")))
+            continue
+        points = sorted((r for r in members if r.get("generator_fidelity") is not None),
+                        key=lambda r: r["generator_fidelity"])
+        if not points:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[100 * r["generator_fidelity"] for r in points], y=[100 * r["test_accuracy_mean"] for r in points],
+            error_y=dict(type="data", visible=True, array=[  # no bar for a single run (its std is nan)
+                None if r["test_accuracy_std"] != r["test_accuracy_std"] else 100 * r["test_accuracy_std"]
+                for r in points]),
+            text=[f"{r['generator']}: {r['runs']} runs" for r in points], mode="lines+markers", name=name,
+            line=dict(color=color)))
+    fig.update_xaxes(title_text="generator class fidelity (%)")
+    fig.update_yaxes(title_text="test accuracy at best val loss (%)")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10))
+    return fig

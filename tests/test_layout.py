@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "genreg_core"
 # lowest first; a module may import its own part or a lower one (README, "Layout")
 LAYERS = [
-    {"config", "paths", "device", "lru", "imaging", "plots", "library_log"},
+    {"config", "paths", "device", "distributed", "lru", "imaging", "plots", "library_log"},
     {"data"},
     {"features"},
     {"diffusion"},

@@ -1,8 +1,17 @@
 """Figure builders: legends, colours, axis titles and ranges a reader needs."""
 
 import numpy as np
+import pytest
 
-from genreg_core.plots import BOUNDED, PALETTE, drift_scatter, feature_scatter, reference_scatter, sweep_curves
+from genreg_core.plots import (
+    BOUNDED,
+    PALETTE,
+    drift_scatter,
+    feature_scatter,
+    quality_chart,
+    reference_scatter,
+    sweep_curves,
+)
 
 NAMES = [str(c) for c in range(10)]
 
@@ -62,3 +71,21 @@ def test_reference_scatter_colours_mu_bar_by_class_and_explains_the_references()
     mu_bar = next(t for t in fig.data if (t.name or "").startswith("μ̄"))
     assert list(mu_bar.marker.color) == PALETTE[:K]
     assert any((t.name or "").startswith("reference z") and t.showlegend is not False for t in fig.data)
+
+
+def test_quality_chart_places_each_generator_at_its_fidelity_and_ce_as_a_level():
+    rows = [{"method": "gda", "per_class": "10", "generator": "shipped-early", "generator_fidelity": 0.45,
+             "test_accuracy_mean": 0.60, "test_accuracy_std": 0.02, "runs": 3},
+            {"method": "gda", "per_class": "10", "generator": "shipped", "generator_fidelity": 0.714,
+             "test_accuracy_mean": 0.70, "test_accuracy_std": float("nan"), "runs": 1},
+            {"method": "ce", "per_class": "10", "generator": "shipped", "generator_fidelity": 0.714,
+             "test_accuracy_mean": 0.66, "test_accuracy_std": 0.01, "runs": 2},
+            {"method": "ce", "per_class": "10", "generator": "shipped-early", "generator_fidelity": 0.45,
+             "test_accuracy_mean": 0.63, "test_accuracy_std": 0.01, "runs": 1}]
+    fig = quality_chart(rows, {"gda", "mgr"})
+    gda = next(t for t in fig.data if t.name.startswith("gda"))
+    assert list(gda.x) == pytest.approx([45.0, 71.4]) and list(gda.y) == pytest.approx([60.0, 70.0])
+    assert gda.error_y.array[0] == pytest.approx(2.0) and gda.error_y.array[1] is None  # no bar for the single run
+    ce = next(t for t in fig.data if t.name.startswith("ce"))
+    assert ce.line.dash == "dash" and list(ce.x) == pytest.approx([45.0, 71.4])
+    assert ce.y[0] == ce.y[1] == pytest.approx((0.66 * 2 + 0.63) / 3 * 100) and "(3 runs)" in ce.name

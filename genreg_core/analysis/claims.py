@@ -64,8 +64,9 @@ class ClaimResult:
 
 
 def method_key(row: Row) -> str:
-    """The method of a run with its config overrides: ``mgr``, ``mgr[meta_val_budget=extra]``."""
-    overrides = row.get("set") or []
+    """The method of a run with its config overrides and a non-default generator: ``mgr``,
+    ``mgr[meta_val_budget=extra]``, ``gda[generator=shipped-early]``."""
+    overrides = list(row.get("set") or []) + ([f"generator={row['generator']}"] if row.get("generator") else [])
     return row["method"] + (f"[{', '.join(sorted(overrides))}]" if overrides else "")
 
 

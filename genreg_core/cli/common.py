@@ -42,8 +42,8 @@ def data_config_from_args(args: argparse.Namespace) -> DataConfig:
     return DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
 
 
-def progress_bar(total: int, desc: str, initial: int = 0):
-    return tqdm(total=total, desc=desc, initial=initial, file=sys.stderr, dynamic_ncols=True)
+def progress_bar(total: int, desc: str, initial: int = 0, disable: bool = False):
+    return tqdm(total=total, desc=desc, initial=initial, file=sys.stderr, dynamic_ncols=True, disable=disable)
 
 
 def save_npz(path, **arrays) -> None:

@@ -57,6 +57,7 @@ def _snapshot(value: str) -> tuple[int, str]:
 def cmd_train_generator(args: argparse.Namespace) -> int:
     from genreg_core.data.datasets import load_dataset, split_dataset
     from genreg_core.diffusion.training import train_generator
+    from genreg_core.distributed import parallel_context
 
     preset = get_preset(args.preset)
     data_config = data_config_from_args(args)
@@ -86,7 +87,9 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         train_config.precision = args.precision
     if args.compile is not None:
         train_config.compile = args.compile
-    bar = progress_bar(train_config.steps, "train-generator")
+    device = resolve_device(args.device)
+    parallel = parallel_context(device)  # an Accelerator under accelerate launch, else the plain path
+    bar = progress_bar(train_config.steps, "train-generator", disable=not parallel.is_main)
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
         bar.n = step
@@ -96,13 +99,15 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     command = "genreg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     train_generator(
         dataset.images[split.train], dataset.labels[split.train], unet_config, train_config, args.out,
-        class_names=dataset.class_names, device=resolve_device(args.device), on_step=on_step,
+        class_names=dataset.class_names, device=device, on_step=on_step,
         checkpoint_dir=args.checkpoint_dir,
-        extra_metadata={"data_config": vars(data_config), "command": command, "torch": torch.__version__},
-        snapshots=dict(args.snapshot or []),
+        extra_metadata={"data_config": vars(data_config), "command": command, "torch": torch.__version__,
+                        "processes": parallel.num_processes},
+        snapshots=dict(args.snapshot or []), parallel=parallel,
     )
     bar.close()
-    print(f"saved generator to {args.out}")
+    if parallel.is_main:
+        print(f"saved generator to {args.out}")
     return 0
 
 

@@ -43,8 +43,10 @@ def check_before_training(train, data, generator: str | None) -> list[dict[str, 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from genreg_core.config import DataConfig, TrainConfig
+    from genreg_core.device import resolve_device
+    from genreg_core.distributed import launched_processes, parallel_context
     from genreg_core.runs.store import RunSpec, RunStore
-    from genreg_core.runs.worker import execute_run
+    from genreg_core.runs.worker import execute_run, follow_run
     from genreg_core.training.methods import METHODS
 
     if args.method not in METHODS:
@@ -56,7 +58,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                              norm=args.norm, eps=args.eps))
     train = train.mgr_teaching() if args.mgr_teaching else train
     data = DataConfig(name=args.dataset, root=args.data_root, image_size=args.image_size, split_seed=args.split_seed)
+    if launched_processes() > 1 and train.generator_regime == "own":
+        raise ValueError("--generator-regime own would train its generator in every process at once; under "
+                         "accelerate launch use --generator-regime pool, or run the own regime without the launcher")
     skipped = check_before_training(train, data, args.generator)
+    parallel = parallel_context(resolve_device(args.device))  # an Accelerator under accelerate launch
+    if not parallel.is_main:  # the main process records the run; this one trains its slice of every batch
+        follow_run(RunSpec(train, data, args.generator, args.device), parallel)
+        return 0
     store = RunStore()
     run_id = store.create_run(RunSpec(train, data, args.generator, args.device))
     store.record_worker(run_id, os.getpid())  # this process is the run's worker: killed from here on, it shows failed
@@ -78,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         result = execute_run(store, run_id, max_concurrent=args.max_concurrent, on_epoch=on_epoch,
-                             on_generator_step=on_generator_step)
+                             on_generator_step=on_generator_step, parallel=parallel)
     except (FloatingPointError, OSError) as exc:  # a non-finite loss; the run's folder removed while it ran
         raise ValueError(f"run {run_id} failed: {exc}") from exc
     finally:

@@ -62,6 +62,15 @@ class Generator:
     _compiled_unet: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
+    def class_fidelity(self) -> float | None:
+        """The measured class fidelity its ``genreg.json`` records (share of samples an outside classifier assigns
+        to the requested class, ``experiments.fidelity``), or None when unmeasured or not a share in [0, 1]."""
+        value = self.metadata.get("class_fidelity")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            return None
+        return float(value)
+
+    @property
     def conditional(self) -> bool:
         return self.unet.config.num_class_embeds is not None
 

@@ -24,6 +24,7 @@ from genreg_core.config import GeneratorTrainConfig, UNetConfig
 from genreg_core.device import seeded_rng
 from genreg_core.diffusion.acceleration import autocast, compile_module, resolve_precision
 from genreg_core.diffusion.model import Generator, build_scheduler, build_unet, save_generator
+from genreg_core.distributed import Parallel
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -75,6 +76,7 @@ def train_generator(
     on_step: StepCallback | None = None,
     extra_metadata: dict[str, Any] | None = None,
     snapshots: dict[int, str | Path] | None = None,
+    parallel: Parallel | None = None,
 ) -> Generator:
     """Train a diffusion model on ``images`` (N, C, H, W) in [-1, 1] and save its EMA to ``out_dir``.
 
@@ -84,13 +86,22 @@ def train_generator(
     ``on_step(step, {"loss", "lr"})`` is called after every step. On CUDA batches and noise are drawn on the
     device from a seeded device generator and the forward runs under ``train_config.precision`` (bf16 autocast
     by default); on the CPU the draws and the fp32 maths are those of the CPU generator as before.
+
+    ``parallel`` (``genreg_core.distributed``) with several processes trains data-parallel through Accelerate:
+    every process draws the same batch, trains on its slice of it (``batch_size`` must divide by the number of
+    processes) and DDP averages the gradients, so a step is the single-process step of the whole batch; only the
+    main process calls ``on_step`` and writes checkpoints, snapshots and ``out_dir``.
     """
     if images.ndim != 4 or images.shape[1] != unet_config.channels or images.shape[-1] != unet_config.sample_size:
         raise ValueError(f"images of shape {tuple(images.shape)} do not fit the UNet config {unet_config}")
     conditional = unet_config.num_classes is not None
     if conditional and int(labels.max()) >= unet_config.num_classes:
         raise ValueError(f"labels go up to {int(labels.max())} but the UNet has {unet_config.num_classes} classes")
-    device = torch.device(device)
+    parallel = parallel or Parallel()
+    if train_config.batch_size % parallel.num_processes:
+        raise ValueError(f"batch size {train_config.batch_size} does not divide into {parallel.num_processes} "
+                         "processes")
+    device = parallel.device(torch.device(device))
     resolve_precision(train_config.precision, device)
     if not isinstance(train_config.compile, bool):
         raise ValueError(f"generator training compile must be true or false, got {train_config.compile!r}")
@@ -105,7 +116,8 @@ def train_generator(
     start = _load_checkpoint(ckpt_dir, unet, ema, optimizer, rng) if (ckpt_dir / "state.json").exists() else 0
     null_class = unet_config.num_classes if conditional else None
     images, labels = images.to(device), labels.to(device)
-    model = compile_module(unet) if train_config.compile else unet
+    model, stepper = parallel.prepare(unet, optimizer)  # the plain pair in one process
+    model = compile_module(model) if train_config.compile else model
     started = time.time()
     loss_value = float("nan")
     snapshots = {int(k): Path(v) for k, v in (snapshots or {}).items()}
@@ -129,22 +141,27 @@ def train_generator(
         if conditional:
             drop = torch.rand(x0.shape[0], generator=rng, device=rng.device).to(device) < train_config.label_dropout
             class_labels = torch.where(drop, torch.full_like(labels[idx], null_class), labels[idx])
+        if parallel.distributed:  # this process's slice of the batch every process drew
+            x_t, t, eps = parallel.shard(x_t), parallel.shard(t), parallel.shard(eps)
+            class_labels = None if class_labels is None else parallel.shard(class_labels)
         with autocast(train_config.precision, device):
             prediction = model(x_t, t, class_labels=class_labels).sample  # (B, C, H, W)
         loss = F.mse_loss(prediction.float(), eps)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"generator loss became {loss.item()} at step {step}")
+        loss_value = parallel.sample_mean(loss.item(), eps.shape[0])  # the whole batch's loss on every process
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"generator loss became {loss_value} at step {step}")
         lr = _lr_at(step, train_config)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), train_config.grad_clip)
-        optimizer.step()
+        parallel.backward(loss)
+        parallel.clip_grad_norm_(unet.parameters(), train_config.grad_clip)
+        stepper.step()
         _update_ema(ema, unet, step, train_config.ema_decay)
-        loss_value = loss.item()
-        if on_step is not None:
+        if on_step is not None and parallel.is_main:
             on_step(step + 1, {"loss": loss_value, "lr": lr})
+        if not parallel.is_main:
+            continue
         if (step + 1) % train_config.checkpoint_every == 0 or step + 1 == train_config.steps:
             _save_checkpoint(ckpt_dir, unet, ema, optimizer, rng, step + 1)
         if step + 1 in snapshots:
@@ -153,5 +170,7 @@ def train_generator(
             save_generator(early, snapshots[step + 1])
     generator = Generator(ema.cpu(), scheduler, class_names, null_class, metadata_at(train_config.steps),
                           str(out_dir))
-    save_generator(generator, out_dir)
+    if parallel.is_main:
+        save_generator(generator, out_dir)
+    parallel.wait()
     return generator

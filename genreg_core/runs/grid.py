@@ -135,13 +135,28 @@ class CellState:
     test_accuracy: float | None = None
     seconds: float | None = None
     cpu_seconds: float | None = None
+    final: dict[str, float] = field(default_factory=dict)  # the run's end metrics (best epoch, val numbers, labels)
 
     def row(self) -> dict[str, Any]:
-        """The reproduction grid's row of a finished cell (``experiments/results/grid.jsonl``)."""
-        return {"init": self.cell.init, "regime": self.cell.regime, "method": self.cell.method,
-                "per_class": self.cell.per_class, "seed": self.cell.seed, "epochs": self.spec.train.epochs,
-                "test_accuracy": self.test_accuracy, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
-                "run_id": self.run_id}
+        """The reproduction grid's row of a finished cell (``experiments/results/*.jsonl``): its axes, the test
+        accuracy at the best validation-loss epoch, the selection numbers, the labelled images each loss saw
+        (``n_ce_labels``, ``n_meta_labels``), the data and, for a method with a generator, a non-default one."""
+        from genreg_core.training.methods import GENERATOR_METHODS
+
+        row = {"init": self.cell.init, "regime": self.cell.regime, "method": self.cell.method,
+               "per_class": self.cell.per_class, "seed": self.cell.seed, "epochs": self.spec.train.epochs,
+               "test_accuracy": self.test_accuracy, "dataset": self.spec.data.name,
+               "split_seed": self.spec.data.split_seed, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
+               "run_id": self.run_id}
+        for key, name in (("best_epoch", "best_epoch"), ("val_accuracy_at_best", "val_accuracy"),
+                          ("best_val_loss", "best_val_loss"), ("n_ce_labels", "n_ce_labels"),
+                          ("n_meta_labels", "n_meta_labels")):
+            if key in self.final:
+                value = self.final[key]
+                row[name] = int(value) if key.startswith(("n_", "best_epoch")) else value
+        if self.spec.generator is not None and self.cell.method in GENERATOR_METHODS:
+            row["generator"] = self.spec.generator
+        return row
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.row(), "status": self.status, "attempts": self.attempts, "skipped": self.skipped,
@@ -179,10 +194,14 @@ def progress_of(cells: list[CellState]) -> GridProgress:
     return GridProgress(count["finished"], count["running"], count["failed"], count["left"])
 
 
-def plan_grid(store: RunStore, grid: GridSpec) -> tuple[str, list[CellState]]:
-    """The grid's id and its cells, those with a FINISHED run in the store already marked finished (skipped)."""
+def plan_grid(store: RunStore, grid: GridSpec,
+              exclude: Callable[[Cell], bool] | None = None) -> tuple[str, list[CellState]]:
+    """The grid's id and its cells (less those ``exclude`` names: results kept elsewhere), those with a FINISHED
+    run in the store already marked finished (skipped)."""
     states = []
     for cell in expand_cells(grid):
+        if exclude is not None and exclude(cell):
+            continue
         spec = cell_spec(grid, cell)
         states.append(CellState(cell, spec, cell_key(spec)))
     recorded = {}
@@ -200,20 +219,26 @@ def plan_grid(store: RunStore, grid: GridSpec) -> tuple[str, list[CellState]]:
 def _finish(store: RunStore, state: CellState, run_id: str) -> None:
     metrics = store.get_run(run_id).data.metrics
     state.status, state.run_id, state.error = "finished", run_id, None
+    state.final = {k: metrics[k] for k in ("best_epoch", "val_accuracy_at_best", "best_val_loss", "n_ce_labels",
+                                           "n_meta_labels") if k in metrics}
     state.test_accuracy = metrics.get("test_accuracy_at_best")
     state.seconds, state.cpu_seconds = metrics.get("run_seconds"), metrics.get("run_cpu_seconds")
 
 
 def run_grid(store: RunStore, grid: GridSpec, engine, retries: int = DEFAULT_RETRIES,
-             on_progress: Callable[[GridProgress], None] | None = None, poll_seconds: float = 1.0) -> GridResult:
-    """Run every cell of ``grid`` not yet finished in ``store`` on ``engine`` (``runs.engines``) and wait for all.
+             on_progress: Callable[[GridProgress], None] | None = None, poll_seconds: float = 1.0,
+             exclude: Callable[[Cell], bool] | None = None,
+             on_cell: Callable[[CellState], None] | None = None) -> GridResult:
+    """Run every cell of ``grid`` not yet finished in ``store`` (nor named by ``exclude``) on ``engine``
+    (``runs.engines``) and wait for all.
 
-    ``on_progress`` is called with the counts whenever they change. A run that ends FAILED (a crash, a killed
-    worker) is retried up to ``retries`` times as a new run; a run stopped by the user is not retried.
+    ``on_progress`` is called with the counts whenever they change, ``on_cell`` with each cell that finishes here.
+    A run that ends FAILED (a crash, a killed worker) is retried up to ``retries`` times as a new run; a run
+    stopped by the user is not retried.
     """
     if retries < 0:
         raise ValueError(f"retries must be at least 0, got {retries}")
-    grid_id, states = plan_grid(store, grid)
+    grid_id, states = plan_grid(store, grid, exclude)
     by_run: dict[str, CellState] = {}
     pending = [s for s in states if s.status == "left"]
     ran, last = 0, None
@@ -242,6 +267,8 @@ def run_grid(store: RunStore, grid: GridSpec, engine, retries: int = DEFAULT_RET
                 if _settle(store, state, run_id, error) and state.attempts <= retries:
                     state.status = "left"
                     pending.insert(0, state)
+                elif state.status == "finished" and on_cell is not None:
+                    on_cell(state)
             report()
             if by_run:
                 time.sleep(poll_seconds)

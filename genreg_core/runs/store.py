@@ -126,6 +126,8 @@ class RunSummary:
     error: str | None
     generator_regime: str = "pool"  # pool | own
     generator_progress: str | None = None  # own regime: "step/total" while its generator trains, then trained|cached
+    generator: str = "shipped"  # the generator source (shipped, shipped-early, a folder or hub id)
+    generator_fidelity: float | None = None  # its recorded class fidelity (the quality dial), when measured
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -335,7 +337,9 @@ class RunStore:
             test_accuracy=data.metrics.get("test_accuracy_at_best"), start_time=info.start_time / 1000,
             end_time=info.end_time / 1000 if info.end_time else None, error=error,
             generator_regime=data.params.get("train.generator_regime", "pool"),
-            generator_progress=data.tags.get("genreg.generator_progress"))
+            generator_progress=data.tags.get("genreg.generator_progress"),
+            generator=data.params.get("generator", "shipped"),
+            generator_fidelity=data.metrics.get("generator_fidelity"))
 
     def record_worker(self, run_id: str, pid: int) -> None:
         """Record the process working on ``run_id`` and its machine, with its start time so a later process that
@@ -467,18 +471,23 @@ def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize_runs(runs: list[RunSummary]) -> list[dict[str, Any]]:
-    """Test accuracy mean ± sample std (ddof = 1, ``evaluation.statistics.mean_sd``; None for a single run) and run
-    count per method, setting and generator regime, over finished runs."""
+    """Test accuracy mean ± std (and run count) per method, setting, generator regime and generator (with its
+    recorded class fidelity), over finished runs; the std is the sample std (ddof 1,
+    ``evaluation.statistics.mean_sd``; nan for one run)."""
+    import numpy as np
+
     from genreg_core.evaluation.statistics import mean_sd
 
-    groups: dict[tuple[str, str, str], list[RunSummary]] = {}
+    groups: dict[tuple[str, str, str, str], list[RunSummary]] = {}
     for run in runs:
         if run.status == "finished" and run.test_accuracy is not None:
-            groups.setdefault((run.method, run.per_class, run.generator_regime), []).append(run)
+            groups.setdefault((run.method, run.per_class, run.generator_regime, run.generator), []).append(run)
     rows = []
-    for (method, per_class, regime), members in sorted(groups.items()):
-        mean, sd, n = mean_sd([r.test_accuracy for r in members])
-        rows.append({"method": method, "per_class": per_class, "generator_regime": regime, "runs": n,
-                     "test_accuracy_mean": mean, "test_accuracy_std": sd if n > 1 else None,
+    for (method, per_class, regime, generator), members in sorted(groups.items()):
+        acc = np.array([r.test_accuracy for r in members])
+        fidelity = {r.generator_fidelity for r in members}
+        rows.append({"method": method, "per_class": per_class, "generator_regime": regime, "generator": generator,
+                     "generator_fidelity": fidelity.pop() if len(fidelity) == 1 else None, "runs": len(members),
+                     "test_accuracy_mean": float(acc.mean()), "test_accuracy_std": mean_sd(acc.tolist())[1],
                      "seeds": sorted(r.seed for r in members)})
     return rows

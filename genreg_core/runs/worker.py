@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from genreg_core.distributed import Parallel
 from genreg_core.runs.store import RunSpec, RunStore
 from genreg_core.training.loop import TrainCallbacks, TrainResult, train_classifier
 
@@ -95,6 +96,8 @@ def _run_generator(store: RunStore, run_id: str, lab, spec: RunSpec, logger: _Me
         trained = store.client.get_run(run_id).data.tags.get("genreg.generator_progress") is not None
         store.client.set_tag(run_id, "genreg.generator_progress", "trained" if trained else "cached")
         store.client.set_tag(run_id, "genreg.own_generator", generator.metadata.get("key", ""))
+    if generator.class_fidelity is not None:  # the generator-quality dial, on every run (docs/models.md)
+        logger.log({"generator_fidelity": generator.class_fidelity}, 0)
     logger.flush()
     return generator
 
@@ -134,8 +137,11 @@ def _recording_callbacks(store: RunStore, run_id: str, logger: _MetricLogger,
 def execute_run(store: RunStore, run_id: str, max_concurrent: int | None = DEFAULT_MAX_CONCURRENT,
                 on_step: Callable[[int, dict], None] | None = None,
                 on_epoch: Callable[[int, dict], None] | None = None,
-                on_generator_step: Callable[[int, int, dict], None] | None = None) -> TrainResult | None:
+                on_generator_step: Callable[[int, int, dict], None] | None = None,
+                parallel: Parallel | None = None) -> TrainResult | None:
     """Run ``run_id`` to its end and record it; returns None if it was stopped before it started.
+
+    Under ``accelerate launch`` this is the main process's part (``parallel``); the others run :func:`follow_run`.
 
     Under the ``own`` regime the run first trains (or loads) its own generator, reporting each step through
     ``on_generator_step(step, total, metrics)``.
@@ -169,14 +175,16 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int | None = DEFAU
             return None
         client.update_run(run_id, status="RUNNING")
         started, cpu_started = time.perf_counter(), time.process_time()
-        lab = open_lab(spec.data, spec.generator, spec.device)
+        lab = open_lab(spec.data, spec.generator, _process_device(spec, parallel))
         generator = _run_generator(store, run_id, lab, spec, logger, on_generator_step)
         callbacks = _recording_callbacks(store, run_id, logger, on_step, on_epoch, should_stop)
-        result = train_classifier(lab.dataset, lab.split, spec.train, generator, lab.device, callbacks)
+        result = train_classifier(lab.dataset, lab.split, spec.train, generator, lab.device, callbacks, parallel)
         logger.flush()
+        best = result.history[result.best_epoch - 1] if result.best_epoch else {}
         final = {"best_val_loss": result.best_val_loss, "test_accuracy_at_best": result.test_accuracy,
-                 "best_epoch": result.best_epoch, "run_seconds": time.perf_counter() - started,
-                 "run_cpu_seconds": time.process_time() - cpu_started}
+                 "val_accuracy_at_best": best.get("val_accuracy"), "best_epoch": result.best_epoch,
+                 "n_ce_labels": len(result.train_indices), "n_meta_labels": len(result.meta_indices),
+                 "run_seconds": time.perf_counter() - started, "run_cpu_seconds": time.process_time() - cpu_started}
         logger.log({k: v for k, v in final.items() if v is not None}, 0)
         logger.flush()
         _save_model(store, run_id, result)
@@ -192,6 +200,26 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int | None = DEFAU
     finally:
         if slot is not None:
             slot.close()
+
+
+def _process_device(spec: RunSpec, parallel: Parallel | None) -> str:
+    """The run's device, or this process's own (``cuda:LOCAL_RANK``) under a launcher."""
+    if parallel is None or parallel.accelerator is None:
+        return spec.device
+    device = parallel.accelerator.device
+    return "cpu" if device.type == "cpu" else str(device)
+
+
+def follow_run(spec: RunSpec, parallel: Parallel) -> TrainResult:
+    """A non-main process's part of a run under ``accelerate launch``: it trains its slice of every batch and
+    records nothing (the main process's :func:`execute_run` writes the store). The ``own`` regime is refused
+    before this (its generator would be trained by every process)."""
+    from genreg_core.lab import open_lab
+    from genreg_core.training.generator_regime import run_generator
+
+    lab = open_lab(spec.data, spec.generator, _process_device(spec, parallel))
+    generator = run_generator(lab, spec.train, None)
+    return train_classifier(lab.dataset, lab.split, spec.train, generator, lab.device, None, parallel)
 
 
 def launch_run(store: RunStore, spec: RunSpec, max_concurrent: int = DEFAULT_MAX_CONCURRENT,

@@ -26,6 +26,7 @@ from genreg_core.config import META_VAL_BUDGETS, FeatureConfig, TrainConfig
 from genreg_core.data.datasets import ImageDataset, Split, per_class_subset
 from genreg_core.device import resolve_device
 from genreg_core.diffusion.model import Generator
+from genreg_core.distributed import Parallel
 from genreg_core.features.augment import random_shift_rotate
 from genreg_core.features.backbone import get_backbone, load_into
 from genreg_core.features.extractor import ConvNet, build_convnet
@@ -108,8 +109,16 @@ def extra_meta_validation(labels: torch.Tensor | np.ndarray, pool: np.ndarray, t
     return np.sort(np.concatenate(meta))
 
 
-def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` in eval mode on ``images`` (N, C, H, W)."""
+def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512,
+             parallel: Parallel | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` in eval mode on ``images`` (N, C, H, W).
+
+    With an accelerator in ``parallel`` each process evaluates its share of the batches and the logits are
+    gathered (``gather_for_metrics``, which drops the samples Accelerate repeats to even out the last batch), so
+    every process returns the numbers of the whole set.
+    """
+    if parallel is not None and parallel.accelerator is not None:
+        return _evaluate_gathered(model, _eval_loader(parallel, images, labels, batch_size), parallel)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -124,6 +133,28 @@ def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_s
     model.train(was_training)
     n = max(1, labels.shape[0])
     return loss / n, correct / n
+
+
+def _eval_loader(parallel: Parallel, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512):
+    """A DataLoader of ``(images, labels)`` prepared by the accelerator: this process's batches, on its device."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    return parallel.accelerator.prepare_data_loader(DataLoader(TensorDataset(images, labels), batch_size=batch_size))
+
+
+def _evaluate_gathered(model: ConvNet, loader, parallel: Parallel) -> tuple[float, float]:
+    """:func:`evaluate` over an accelerator's prepared ``loader``; one process gives the plain numbers exactly."""
+    was_training = model.training
+    model.eval()
+    loss, correct, n = 0.0, 0, 0
+    with torch.inference_mode():
+        for x, y in loader:
+            logits, y = parallel.accelerator.gather_for_metrics((model(x), y))  # (B, K), (B,) over all processes
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += int((logits.argmax(1) == y).sum())
+            n += y.shape[0]
+    model.train(was_training)
+    return loss / max(1, n), correct / max(1, n)
 
 
 def check_train_config(config: TrainConfig) -> None:
@@ -200,6 +231,7 @@ class _Run:
     callbacks: TrainCallbacks
     total_steps: int
     step: int = 0
+    parallel: Parallel = field(default_factory=Parallel)  # one process (plain torch) or several (Accelerate)
 
 
 def _train_step(run: _Run, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -207,15 +239,19 @@ def _train_step(run: _Run, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]
     lr = _cosine_lr(run.step, run.total_steps, run.config.lr)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    loss, metrics = run.method.step_loss(run.model, x, y, lr)
-    value = loss.item()
+    n_local = y.shape[0]  # 0 on a process whose slice of a short last batch is empty
+    loss, metrics = run.method.step_loss(run.model, x, y, lr) if n_local else (None, {})
+    value = run.parallel.sample_mean(loss.item() if n_local else 0.0, n_local)
     if not math.isfinite(value):
         raise FloatingPointError(f"non-finite loss {value} at step {run.step + 1} of method {run.method.name!r}")
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if n_local:
+        loss.backward()
+    run.parallel.average_gradients(list(run.model.parameters()), n_local)
     head_grad_norm = _head_grad_norm(run.model)
     run.optimizer.step()
-    metrics.update(run.method.after_step())
+    if n_local:
+        metrics.update(run.method.after_step())
     run.step += 1
     return {"train_loss": value, **metrics, "head_grad_norm": head_grad_norm, "lr": lr}
 
@@ -223,14 +259,16 @@ def _train_step(run: _Run, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]
 def _train_epoch(run: _Run, epoch: int) -> list[dict[str, float]] | None:
     """One pass over the shuffled training set; ``None`` when should_stop asked to stop."""
     rows = []
+    run.parallel.sync_rng(run.rng)  # every process draws the main process's order
     order = torch.randperm(run.labels.shape[0], generator=run.rng).to(run.labels.device)
     for start in range(0, order.shape[0], run.config.batch_size):
-        if run.callbacks.should_stop is not None and run.callbacks.should_stop():
+        if run.parallel.any(run.callbacks.should_stop is not None and run.callbacks.should_stop()):
             return None
         batch = order[start:start + run.config.batch_size]
         x, y = run.images[batch], run.labels[batch]
         if run.config.augment:
             x = random_shift_rotate(x, rng=run.rng)
+        x, y = run.parallel.shard(x), run.parallel.shard(y)  # this process's slice of the batch
         row = {**_train_step(run, x, y), "epoch": float(epoch)}
         rows.append(row)
         if run.callbacks.on_step is not None:
@@ -252,7 +290,8 @@ def _prepare_data(dataset: ImageDataset, split: Split, config: TrainConfig,
 
 
 def _start(dataset: ImageDataset, split: Split, config: TrainConfig, generator: Generator | None,
-           device: torch.device, callbacks: TrainCallbacks) -> tuple[_Run, np.ndarray, np.ndarray]:
+           device: torch.device, callbacks: TrainCallbacks,
+           parallel: Parallel) -> tuple[_Run, np.ndarray, np.ndarray]:
     method = make_method(config.method, config)
     if method.needs_generator:
         if generator is None:
@@ -267,11 +306,20 @@ def _start(dataset: ImageDataset, split: Split, config: TrainConfig, generator: 
     total_steps = config.epochs * math.ceil(len(train_idx) / config.batch_size)
     method.start(MethodSetup(model, images, labels, dataset.n_classes, device, rng, generator, *meta, total_steps,
                              optimizer))
-    return _Run(model, optimizer, method, images, labels, rng, config, callbacks, total_steps), train_idx, meta_idx
+    run = _Run(model, optimizer, method, images, labels, rng, config, callbacks, total_steps, parallel=parallel)
+    return run, train_idx, meta_idx
+
+
+def _evaluate_on(run: _Run, images, labels: torch.Tensor) -> tuple[float, float]:
+    """:func:`evaluate` on tensors, or gathered over a prepared loader (``images``) under an accelerator."""
+    if run.parallel.accelerator is None:
+        return evaluate(run.model, images, labels)
+    return _evaluate_gathered(run.model, images, run.parallel)
 
 
 def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, generator: Generator | None = None,
-                     device: torch.device | str = "cpu", callbacks: TrainCallbacks | None = None) -> TrainResult:
+                     device: torch.device | str = "cpu", callbacks: TrainCallbacks | None = None,
+                     parallel: Parallel | None = None) -> TrainResult:
     """Train a ConvNet (``config.init``) with ``config.method`` and report the test accuracy at the best val-loss epoch.
 
     Each epoch's metrics hold ``train_loss`` (mean over its steps) and the means of the method's step
@@ -279,14 +327,23 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
     an epoch whose validation loss is the best so far (the test set is read only where it could be reported).
     Raises ``ValueError`` for an unknown method, a missing or incompatible generator, or a bad config, and
     ``FloatingPointError`` when a loss is not finite.
+
+    ``parallel`` (``genreg_core.distributed``) with several processes trains data-parallel: each process takes
+    its slice of every batch, the classifier's gradients are averaged explicitly (not by DDP: the methods call
+    the model's parts and ``torch.func.functional_call`` on its parameters, which DDP's forward hooks do not
+    see), evaluation is gathered, and every process returns the same result. A method's own state (MGR's
+    latents, AdaRand's references) is per process, from its slice. Callbacks belong to the main process.
     """
     started = time.perf_counter()
     callbacks = callbacks or TrainCallbacks()
     check_train_config(config)
-    device = resolve_device(device) if isinstance(device, str) else device
-    run, train_idx, meta_idx = _start(dataset, split, config, generator, device, callbacks)
+    parallel = parallel or Parallel()
+    device = parallel.device(resolve_device(device) if isinstance(device, str) else device)
+    run, train_idx, meta_idx = _start(dataset, split, config, generator, device, callbacks, parallel)
     val_x, val_y = dataset.images[split.val], dataset.labels[split.val]
     test_x, test_y = dataset.images[split.test], dataset.labels[split.test]
+    if parallel.accelerator is not None:  # prepared once: each process evaluates its batches, gathered
+        val_x, test_x = _eval_loader(parallel, val_x, val_y), _eval_loader(parallel, test_x, test_y)
     history: list[dict[str, float]] = []
     status: Literal["finished", "stopped"] = "finished"
     best = -1
@@ -296,11 +353,12 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
         if rows is None:
             status = "stopped"
             break
-        val_loss, val_accuracy = evaluate(run.model, val_x, val_y)
+        parallel.broadcast_buffers(run.model)  # one model on every process for evaluation
+        val_loss, val_accuracy = _evaluate_on(run, val_x, val_y)
         row = {**_mean_metrics(rows), "epoch": float(epoch), "val_loss": val_loss, "val_accuracy": val_accuracy}
         if best < 0 or val_loss < history[best]["val_loss"]:  # the test set is read only at a new best epoch
             best = len(history)
-            row["test_loss"], row["test_accuracy"] = evaluate(run.model, test_x, test_y)
+            row["test_loss"], row["test_accuracy"] = _evaluate_on(run, test_x, test_y)
         row["seconds"] = time.perf_counter() - epoch_start
         history.append(row)
         if callbacks.on_epoch is not None:

@@ -1,5 +1,6 @@
 """Every page runs under AppTest on the shipped models and shows what it should."""
 
+import dataclasses
 import json
 
 import pytest
@@ -240,7 +241,6 @@ def test_reverse_step_page_on_an_image_folder(tmp_path):
 @pytest.fixture(scope="module")
 def replay_runs():
     """Real tiny AdaRand, MGR and GSSL runs in the tests' run store, by their run-picker labels."""
-    import dataclasses
 
     from genreg_app.runs import run_label
     from genreg_core.config import DataConfig, TrainConfig
@@ -591,3 +591,30 @@ def test_sidebar_device_settings_reach_the_lab(monkeypatch):
     labels = [box.label for box in at.sidebar.selectbox]
     assert labels.index("Precision") == labels.index("Device") + 1 and "Compile the UNet" in labels
     assert opened == [{"precision": "bf16", "compile": False}]
+
+
+def test_training_runs_page_plots_accuracy_against_generator_quality(monkeypatch, tmp_path):
+    """Runs on two generators of known fidelity give the quality-dial chart: GDA at each fidelity, CE a level."""
+    from genreg_core.config import DataConfig, TrainConfig
+    from genreg_core.runs.store import RunSpec, RunStore
+
+    store = RunStore(tmp_path / "store")
+    for method, generator, fidelity, accuracies in (("ce", None, 0.714, (0.66, 0.67)),
+                                                    ("gda", None, 0.714, (0.72, 0.74)),
+                                                    ("gda", "shipped-early", 0.45, (0.60, 0.61))):
+        for seed, accuracy in enumerate(accuracies):
+            spec = RunSpec(dataclasses.replace(TrainConfig.tiny(method), seed=seed), DataConfig(), generator, "cpu")
+            run_id = store.create_run(spec)
+            store.client.log_metric(run_id, "test_accuracy_at_best", accuracy, step=0)
+            store.client.log_metric(run_id, "generator_fidelity", fidelity, step=0)
+            store.client.set_terminated(run_id, "FINISHED")
+    monkeypatch.setattr("genreg_app.runs.run_store", lambda: store)
+    at = AppTest.from_file("../../app_pages/training_runs.py", default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert "Accuracy vs generator quality" in [s.value for s in at.subheader]
+    summary = at.dataframe[1].value
+    assert sorted(zip(summary["method"], summary["generator"])) == [("ce", "shipped"), ("gda", "shipped"),
+                                                                     ("gda", "shipped-early")]
+    chart = json.loads(next(c for c in at.get("plotly_chart") if c.key == "tr.quality").proto.spec)
+    gda = next(t for t in chart["data"] if t["name"].startswith("gda"))
+    assert gda["x"] == pytest.approx([45.0, 71.4]) and gda["y"] == pytest.approx([60.5, 73.0])

@@ -1,7 +1,9 @@
 import dataclasses
 import json
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genreg_core.cli.main import main
@@ -109,9 +111,34 @@ def test_summarize_runs_mean_and_std():
     rows = summarize_runs([run("ce", 0, 0.8), run("ce", 1, 0.9), run("mgr", 0, 0.95), run("mgr", 1, None, "failed")])
     ce = next(r for r in rows if r["method"] == "ce")
     assert ce["runs"] == 2 and ce["test_accuracy_mean"] == pytest.approx(0.85)
-    assert ce["test_accuracy_std"] == pytest.approx(0.1 / 2**0.5)  # sample std of two values: |a − b| / √2
-    mgr = next(r for r in rows if r["method"] == "mgr")
-    assert mgr["runs"] == 1 and mgr["test_accuracy_std"] is None  # one run has no spread
+    assert ce["test_accuracy_std"] == pytest.approx(np.sqrt(0.005))  # sample std: ((0.05² + 0.05²) / 1) ** 0.5
+    assert next(r for r in rows if r["method"] == "mgr")["runs"] == 1
+
+
+def test_summary_keeps_generators_apart_with_their_fidelity():
+    """GDA with the early checkpoint is not pooled with GDA on the final generator (the quality dial)."""
+    def run(seed, acc, generator, fidelity):
+        return RunSummary(f"r{seed}{generator}", "n", "finished", "gda", "10", seed, 3, 3, 0.5, acc, 0.0, None, None,
+                          generator=generator, generator_fidelity=fidelity)
+
+    rows = summarize_runs([run(0, 0.7, "shipped", 0.714), run(1, 0.8, "shipped", 0.714),
+                           run(0, 0.5, "shipped-early", 0.45)])
+    by = {r["generator"]: r for r in rows}
+    assert by["shipped"]["runs"] == 2 and by["shipped"]["generator_fidelity"] == 0.714
+    assert by["shipped"]["test_accuracy_mean"] == pytest.approx(0.75)
+    assert by["shipped-early"]["runs"] == 1 and by["shipped-early"]["generator_fidelity"] == 0.45
+    assert np.isnan(by["shipped-early"]["test_accuracy_std"])  # one run: no spread
+
+
+def test_a_run_records_its_generators_fidelity(store):
+    """Every run records the measured class fidelity of its generator (the quality dial), from the model's
+    genreg.json, and the generator it names."""
+    meta = json.loads((Path(__file__).resolve().parents[2] / "genreg_core/assets/digits-ddpm/genreg.json").read_text())
+    run_id = store.create_run(_spec(epochs=1))
+    execute_run(store, run_id, max_concurrent=None)
+    summary = store.summary(run_id)
+    assert summary.status == "finished" and summary.generator == "shipped"
+    assert summary.generator_fidelity == pytest.approx(meta["class_fidelity"]) and 0.9 < summary.generator_fidelity
 
 
 def test_cli_train_and_runs_commands(tmp_path, capsys, monkeypatch):

@@ -3,6 +3,7 @@ and every classifier run of every seed of the grid's protocol."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -12,19 +13,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from experiments.reproduce import grid_split
+from experiments.reproduce import grid_of
 from genreg_core.config import DataConfig, TrainConfig, config_from_dict
-from genreg_core.data.datasets import load_digits_dataset, per_class_subset, split_dataset
+from genreg_core.data.datasets import load_dataset, load_digits_dataset, per_class_subset, split_dataset
 from genreg_core.diffusion.model import load_generator
 from genreg_core.features.backbone import get_backbone, load_backbone
 from genreg_core.features.extractor import data_fingerprint, load_feature_extractor
 from genreg_core.lab import Lab, real_subset
+from genreg_core.runs.grid import cell_spec, expand_cells
 from genreg_core.training.generator_regime import get_own_generator
 from genreg_core.training.loop import train_classifier
 
 ASSETS = Path(__file__).resolve().parents[2] / "genreg_core" / "assets"
 SHIPPED = {"generator": ASSETS / "digits-ddpm" / "genreg.json", "features": ASSETS / "digits-features" / "config.json",
            "backbone": ASSETS / "digits-ssl" / "backbone.json"}
+FASHION_SHIPPED = {"generator": ASSETS / "fashion-mnist-ddpm" / "genreg.json",
+                   "early generator": ASSETS / "fashion-mnist-ddpm-early" / "genreg.json",
+                   "features": ASSETS / "fashion-mnist-features" / "config.json",
+                   "backbone": ASSETS / "fashion-mnist-ssl" / "backbone.json"}
 SEEDS = range(10)
 
 
@@ -44,22 +50,35 @@ def test_shipped_models_trained_on_the_train_split_only(model, digits):
     assert not set(trained) & set(fixed.test) and not set(trained) & set(fixed.val)
 
 
-def test_the_backbone_pool_is_those_rows(digits):
-    """The backbone recorded the content hash of its pool when it was trained: it is exactly the recorded rows."""
-    backbone = load_backbone()
-    rows = np.asarray(backbone.provenance["train_indices"])
-    assert backbone.provenance["pool_fingerprint"] == data_fingerprint(digits.images[rows])
+@pytest.fixture(scope="module")
+def fashion():
+    return load_dataset(DataConfig(name="fashion-mnist", image_size=28))
 
 
-def test_the_generator_fits_its_train_rows_better_than_unseen_val_and_test(digits):
-    """Corroboration from the weights: the denoising loss on train rows is lower than on val and test, which the
-    generator treats alike (it saw neither). Same noise, same t, same number of images per split."""
-    generator = load_generator()
-    split = _fixed_split(digits)
+@pytest.mark.parametrize("model", sorted(FASHION_SHIPPED))
+def test_shipped_fashion_models_trained_on_the_pool_train_split_only(model, fashion):
+    """Fashion-MNIST's shipped models trained on the pool's train split: never its val or test rows, and never the
+    fixed test set, which is a different file (the official test images) and disjoint from the pool."""
+    meta = json.loads(FASHION_SHIPPED[model].read_text())
+    data = config_from_dict(DataConfig, meta["data_config"])
+    assert data == DataConfig(name="fashion-mnist", image_size=28)  # the lab's default: the one fixed split
+    recorded = split_dataset(fashion.labels, data.split_seed, data.val_fraction, data.test_fraction)
+    assert np.array_equal(np.asarray(meta["train_indices"]), recorded.train)
+    assert fashion.held_out is not None and len(fashion.held_out.labels) == 3000
+
+
+def test_the_fashion_backbone_pool_is_its_train_rows(fashion):
+    meta = json.loads(FASHION_SHIPPED["backbone"].read_text())
+    assert meta["pool_fingerprint"] == data_fingerprint(fashion.images[torch.as_tensor(meta["train_indices"])])
+
+
+def _denoising_gap(generator, dataset, split) -> dict[str, float]:
+    """The denoising loss on 200 rows of each split (same noise, same t): train lower than val and test, which the
+    generator treats alike (it saw neither)."""
     losses = {}
     for name in ("train", "val", "test"):
         rows = torch.as_tensor(getattr(split, name)[:200])
-        x0, y = digits.images[rows], digits.labels[rows]
+        x0, y = dataset.images[rows], dataset.labels[rows]
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
         total = 0.0
         for t in (50, 200):
@@ -71,6 +90,20 @@ def test_the_generator_fits_its_train_rows_better_than_unseen_val_and_test(digit
         losses[name] = total
     gap = min(losses["val"], losses["test"]) - losses["train"]
     assert gap > 0 and abs(losses["val"] - losses["test"]) < gap / 2, losses
+    return losses
+
+
+def test_the_backbone_pool_is_those_rows(digits):
+    """The backbone recorded the content hash of its pool when it was trained: it is exactly the recorded rows."""
+    backbone = load_backbone()
+    rows = np.asarray(backbone.provenance["train_indices"])
+    assert backbone.provenance["pool_fingerprint"] == data_fingerprint(digits.images[rows])
+
+
+def test_the_generator_fits_its_train_rows_better_than_unseen_val_and_test(digits):
+    """Corroboration from the weights: the denoising loss on train rows is lower than on val and test, which the
+    generator treats alike (it saw neither). Same noise, same t, same number of images per split."""
+    assert _denoising_gap(load_generator(), digits, _fixed_split(digits))
 
 
 def test_the_feature_extractor_fits_its_train_rows_better_than_val_and_test(digits):
@@ -85,6 +118,18 @@ def test_the_feature_extractor_fits_its_train_rows_better_than_val_and_test(digi
     assert gap > 0 and abs(loss["val"] - loss["test"]) < gap / 2, loss
 
 
+def grid_split(digits, seed: int):
+    """The split the reproduction grid's cells of ``seed`` train, select and test on (through ``genreg grid``)."""
+    args = argparse.Namespace(methods=["ce", "mgr"], settings=[5, 25], seeds=[seed], inits=["scratch", "pretrained"],
+                              regimes=["pool", "own"], epochs=30, dataset="digits", set=[], generator=None,
+                              preset="default", device="cpu")
+    grid = grid_of(args)
+    configs = [cell_spec(grid, cell).data for cell in expand_cells(grid)]
+    assert all(c == configs[0] for c in configs)  # every cell of a seed on one data config
+    data = configs[0]
+    return split_dataset(digits.labels, data.split_seed, data.val_fraction, data.test_fraction)
+
+
 def _lab(digits, split, generator=None) -> Lab:
     return Lab(DataConfig(), digits, split, generator, None, torch.device("cpu"))
 
@@ -95,7 +140,7 @@ def test_every_seed_tests_on_the_same_images_no_model_saw(digits, digits_split, 
     seen = {name: set(json.loads(path.read_text())["train_indices"]) for name, path in SHIPPED.items()}
     test = set(fixed.test)
     for seed in SEEDS:
-        split = grid_split(lab, seed)
+        split = grid_split(digits, seed)
         assert np.array_equal(split.test, fixed.test) and np.array_equal(split.val, fixed.val)
         assert not set(per_class_subset(digits.labels, split.train, 25, seed)) & test  # the run's (own) rows
         assert get_backbone(digits, split, 32, 128, "/nonexistent").provenance["train_indices"] == \
@@ -105,8 +150,8 @@ def test_every_seed_tests_on_the_same_images_no_model_saw(digits, digits_split, 
     config = replace(TrainConfig.tiny("mgr"), epochs=1)
     for seed in (0, 1):
         for budget in ("within", "extra"):
-            result = train_classifier(digits, grid_split(lab, seed), replace(config, seed=seed, meta_val_budget=budget),
-                                      tiny_generator)
+            run = replace(config, seed=seed, meta_val_budget=budget)
+            result = train_classifier(digits, grid_split(digits, seed), run, tiny_generator)
             assert not (set(result.train_indices) | set(result.meta_indices)) & test
 
 
