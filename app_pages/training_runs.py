@@ -178,8 +178,8 @@ def runs_panel() -> None:
     table[["error", "generator_progress"]] = table[["error", "generator_progress"]].fillna("")
     st.subheader("Runs")
     st.dataframe(
-        table[["name", "status", "method", "per_class", "seed", "generator_regime", "generator_progress", "progress",
-               "best_val_loss", "test_accuracy", "error", "run_id"]],
+        table[["name", "status", "dataset", "generator", "method", "per_class", "seed", "generator_regime",
+               "generator_progress", "progress", "best_val_loss", "test_accuracy", "error", "run_id"]],
         hide_index=True, width="stretch",
         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
                        "test_accuracy": st.column_config.NumberColumn("test acc @ best val", format="%.4f")})
@@ -234,7 +234,8 @@ def runs_panel() -> None:
         frame = pd.DataFrame(summary)
         frame["test accuracy"] = [_accuracy_text(m, s, n) for m, s, n in
                                   zip(frame.test_accuracy_mean, frame.test_accuracy_std, frame.runs)]
-        st.dataframe(frame[["method", "per_class", "generator_regime", "runs", "test accuracy", "seeds"]],
+        st.dataframe(frame[["dataset", "generator", "method", "per_class", "generator_regime", "runs", "test accuracy",
+                            "seeds"]],
                      hide_index=True)
     url.finish()
     e1, e2 = st.columns(2)

@@ -126,6 +126,8 @@ class RunSummary:
     error: str | None
     generator_regime: str = "pool"  # pool | own
     generator_progress: str | None = None  # own regime: "step/total" while its generator trains, then trained|cached
+    dataset: str = "digits"  # the data config's name
+    generator: str = "shipped"  # the generator source (shipped, shipped-early, a folder or hub id)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -335,7 +337,8 @@ class RunStore:
             test_accuracy=data.metrics.get("test_accuracy_at_best"), start_time=info.start_time / 1000,
             end_time=info.end_time / 1000 if info.end_time else None, error=error,
             generator_regime=data.params.get("train.generator_regime", "pool"),
-            generator_progress=data.tags.get("genreg.generator_progress"))
+            generator_progress=data.tags.get("genreg.generator_progress"),
+            dataset=data.tags.get("genreg.dataset", "digits"), generator=data.params.get("generator", "shipped"))
 
     def record_worker(self, run_id: str, pid: int) -> None:
         """Record the process working on ``run_id`` and its machine, with its start time so a later process that
@@ -467,17 +470,20 @@ def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize_runs(runs: list[RunSummary]) -> list[dict[str, Any]]:
-    """Test accuracy mean ± std (and run count) per method, setting and generator regime, over finished runs."""
+    """Test accuracy mean ± std (and run count) per dataset, generator, method, setting and generator regime, over
+    finished runs (runs on different data or generators are never averaged together)."""
     import numpy as np
 
-    groups: dict[tuple[str, str, str], list[RunSummary]] = {}
+    groups: dict[tuple[str, str, str, str, str], list[RunSummary]] = {}
     for run in runs:
         if run.status == "finished" and run.test_accuracy is not None:
-            groups.setdefault((run.method, run.per_class, run.generator_regime), []).append(run)
+            key = (run.dataset, run.generator, run.method, run.per_class, run.generator_regime)
+            groups.setdefault(key, []).append(run)
     rows = []
-    for (method, per_class, regime), members in sorted(groups.items()):
+    for (dataset, generator, method, per_class, regime), members in sorted(groups.items()):
         acc = np.array([r.test_accuracy for r in members])
-        rows.append({"method": method, "per_class": per_class, "generator_regime": regime, "runs": len(members),
+        rows.append({"dataset": dataset, "generator": generator, "method": method, "per_class": per_class,
+                     "generator_regime": regime, "runs": len(members),
                      "test_accuracy_mean": float(acc.mean()), "test_accuracy_std": float(acc.std(ddof=0)),
                      "seeds": sorted(r.seed for r in members)})
     return rows
