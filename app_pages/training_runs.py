@@ -179,8 +179,8 @@ def runs_panel() -> None:
     table[["error", "generator_progress"]] = table[["error", "generator_progress"]].fillna("")
     st.subheader("Runs")
     st.dataframe(
-        table[["name", "status", "method", "per_class", "seed", "generator_regime", "generator_progress", "progress",
-               "best_val_loss", "test_accuracy", "error", "run_id"]],
+        table[["name", "status", "dataset", "generator", "method", "per_class", "seed", "generator_regime",
+               "generator_progress", "progress", "best_val_loss", "test_accuracy", "error", "run_id"]],
         hide_index=True, width="stretch",
         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
                        "test_accuracy": st.column_config.NumberColumn("test acc @ best val", format="%.4f")})
@@ -235,16 +235,17 @@ def runs_panel() -> None:
         frame = pd.DataFrame(summary)
         frame["test accuracy"] = [_accuracy_text(m, s, n) for m, s, n in
                                   zip(frame.test_accuracy_mean, frame.test_accuracy_std, frame.runs)]
-        st.dataframe(frame[["method", "per_class", "generator_regime", "generator", "generator_fidelity", "runs",
-                            "test accuracy", "seeds"]], hide_index=True,
+        st.dataframe(frame[["dataset", "generator", "generator_fidelity", "method", "per_class", "generator_regime",
+                            "runs", "test accuracy", "seeds"]], hide_index=True,
                      column_config={"generator_fidelity": st.column_config.NumberColumn("generator fidelity",
                                                                                        format="percent")})
         st.caption(SPREAD_NOTE)
-        dial = {r["generator_fidelity"] for r in summary
+        here = [r for r in summary if r["dataset"] == lab.data_config.name]  # the dial of the dataset in use
+        dial = {r["generator_fidelity"] for r in here
                 if r["method"] in GENERATOR_METHODS and r["generator_fidelity"] is not None}
         if len(dial) > 1:
-            st.subheader("Accuracy vs generator quality")
-            st.plotly_chart(quality_chart(summary, GENERATOR_METHODS), key="tr.quality")
+            st.subheader(f"Accuracy vs generator quality ({lab.data_config.name})")
+            st.plotly_chart(quality_chart(here, GENERATOR_METHODS), key="tr.quality")
             st.caption("The generator-quality dial (ours; the papers are silent): each point is the runs of one "
                        "method and setting with one generator, placed at that generator's measured class fidelity "
                        "(docs/models.md); ± one sample std over seeds. Dashed: methods that use no generator. Launch "

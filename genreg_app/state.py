@@ -26,6 +26,13 @@ GENERATOR_CHOICES = {
 }
 PRECISION_CHOICES = {"auto": "auto (bf16 on CUDA, fp32 on CPU)", "fp32": "fp32", "bf16": "bf16"}
 COMPILE_CHOICES = {"auto": "auto (CUDA, large jobs)", "on": "on", "off": "off"}
+# the sidebar's widget keys. Every page draws the sidebar, and Streamlit gives a widget drawn by another page script
+# another identity: its value is dropped on navigation (and, after a fragment's reruns, even when re-assigned before
+# the widget), so each choice is also kept under KEPT + key, a plain session-state value that nothing drops
+SIDEBAR_KEYS = ("genreg.dataset", "genreg.fashion_root", "genreg.folder", "genreg.image_size", "genreg.generator",
+                "genreg.generator_source", "genreg.device", "genreg.precision", "genreg.compile")
+KEPT = "genreg.kept."
+UPLOAD_ROOT = "genreg.upload_root"  # the folder of the last unpacked upload (a file uploader cannot be re-assigned)
 
 
 @st.cache_resource(show_spinner="Loading data, generator and feature extractor…", max_entries=4)
@@ -38,6 +45,7 @@ def _cached_lab(data_config_json: str, generator_source: str | None, device: str
 
 def sidebar() -> tuple[DataConfig, str | None, str, str, str]:
     """Draw the shared sidebar and return (data config, generator source, device, precision, compile)."""
+    _restore_choices()
     with st.sidebar:
         st.header("Data and models")
         kind = st.selectbox("Dataset", list(DATASET_CHOICES), format_func=DATASET_CHOICES.get, key="genreg.dataset")
@@ -51,14 +59,17 @@ def sidebar() -> tuple[DataConfig, str | None, str, str, str]:
             config = DataConfig(name="imagefolder", root=root or None)
         elif kind == "zip":
             upload = st.file_uploader("Zip of ROOT/<class>/*.png", type=["zip"], key="genreg.upload")
-            root = None
+            root = st.session_state.get(UPLOAD_ROOT)
             if upload is not None:
                 try:
                     unpacked = unpack_upload(upload.getvalue(), genreg_home())
-                    root = str(unpacked.root)
+                    root = st.session_state[UPLOAD_ROOT] = str(unpacked.root)
                     show_skipped(unpacked.skipped)
                 except ValueError as exc:
+                    root = None
                     st.error(str(exc))
+            elif root:
+                st.caption("Using the zip uploaded earlier in this session.")
             config = DataConfig(name="imagefolder", root=root)
         if kind not in ("digits", "fashion-mnist"):
             size = st.number_input("Image size", 8, 128, 16, step=4, key="genreg.image_size")
@@ -74,7 +85,18 @@ def sidebar() -> tuple[DataConfig, str | None, str, str, str]:
                                  key="genreg.precision", help="UNet arithmetic when sampling")
         compile = st.selectbox("Compile the UNet", list(COMPILE_CHOICES), format_func=COMPILE_CHOICES.get,
                                key="genreg.compile", help="torch.compile: a warm-up once, then faster sampling")
+    for key in SIDEBAR_KEYS:
+        if key in st.session_state:
+            st.session_state[KEPT + key] = st.session_state[key]
     return config, source, device, precision, compile
+
+
+def _restore_choices() -> None:
+    """Give the sidebar's widgets the choices made on any page: the widget's own value, else the kept copy."""
+    for key in SIDEBAR_KEYS:
+        value = st.session_state[key] if key in st.session_state else st.session_state.get(KEPT + key)
+        if value is not None:
+            st.session_state[key] = value
 
 
 def show_skipped(skipped: list) -> None:

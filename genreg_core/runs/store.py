@@ -126,6 +126,7 @@ class RunSummary:
     error: str | None
     generator_regime: str = "pool"  # pool | own
     generator_progress: str | None = None  # own regime: "step/total" while its generator trains, then trained|cached
+    dataset: str = "digits"  # the data config's name
     generator: str = "shipped"  # the generator source (shipped, shipped-early, a folder or hub id)
     generator_fidelity: float | None = None  # its recorded class fidelity (the quality dial), when measured
 
@@ -338,7 +339,7 @@ class RunStore:
             end_time=info.end_time / 1000 if info.end_time else None, error=error,
             generator_regime=data.params.get("train.generator_regime", "pool"),
             generator_progress=data.tags.get("genreg.generator_progress"),
-            generator=data.params.get("generator", "shipped"),
+            dataset=data.tags.get("genreg.dataset", "digits"), generator=data.params.get("generator", "shipped"),
             generator_fidelity=data.metrics.get("generator_fidelity"))
 
     def record_worker(self, run_id: str, pid: int) -> None:
@@ -471,23 +472,25 @@ def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize_runs(runs: list[RunSummary]) -> list[dict[str, Any]]:
-    """Test accuracy mean ± std (and run count) per method, setting, generator regime and generator (with its
-    recorded class fidelity), over finished runs; the std is the sample std (ddof 1,
-    ``evaluation.statistics.mean_sd``; nan for one run)."""
+    """Test accuracy mean ± std (and run count) per dataset, generator (with its recorded class fidelity), method,
+    setting and generator regime, over finished runs (runs on different data or generators are never averaged
+    together); the std is the sample std (ddof 1, ``evaluation.statistics.mean_sd``; nan for one run)."""
     import numpy as np
 
     from genreg_core.evaluation.statistics import mean_sd
 
-    groups: dict[tuple[str, str, str, str], list[RunSummary]] = {}
+    groups: dict[tuple[str, str, str, str, str], list[RunSummary]] = {}
     for run in runs:
         if run.status == "finished" and run.test_accuracy is not None:
-            groups.setdefault((run.method, run.per_class, run.generator_regime, run.generator), []).append(run)
+            key = (run.dataset, run.generator, run.method, run.per_class, run.generator_regime)
+            groups.setdefault(key, []).append(run)
     rows = []
-    for (method, per_class, regime, generator), members in sorted(groups.items()):
+    for (dataset, generator, method, per_class, regime), members in sorted(groups.items()):
         acc = np.array([r.test_accuracy for r in members])
         fidelity = {r.generator_fidelity for r in members}
-        rows.append({"method": method, "per_class": per_class, "generator_regime": regime, "generator": generator,
-                     "generator_fidelity": fidelity.pop() if len(fidelity) == 1 else None, "runs": len(members),
-                     "test_accuracy_mean": float(acc.mean()), "test_accuracy_std": mean_sd(acc.tolist())[1],
+        rows.append({"dataset": dataset, "generator": generator, "method": method, "per_class": per_class,
+                     "generator_regime": regime, "generator_fidelity": fidelity.pop() if len(fidelity) == 1 else None,
+                     "runs": len(members), "test_accuracy_mean": float(acc.mean()),
+                     "test_accuracy_std": mean_sd(acc.tolist())[1],
                      "seeds": sorted(r.seed for r in members)})
     return rows

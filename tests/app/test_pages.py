@@ -133,6 +133,8 @@ def test_training_runs_page_launches_lists_and_summarizes(monkeypatch, tmp_path)
     runs_table, summary = at.dataframe[0].value, at.dataframe[1].value
     assert len(runs_table) == 4 and set(runs_table["status"]) == {"finished"}
     assert list(summary["method"]) == ["ce", "mgr"] and list(summary["runs"]) == [2, 2]
+    assert set(runs_table["dataset"]) == set(summary["dataset"]) == {"digits"}
+    assert set(summary["generator"]) == {"shipped"}
     assert summary["test accuracy"].iloc[0] == "80.50% ± 0.71%"  # 0.80 and 0.81: sample std 0.01 / √2
     assert any("ddof = 1" in caption.value for caption in at.caption)  # the table says which std it is
     assert len(at.get("plotly_chart")) == 1

@@ -74,8 +74,6 @@ def test_training_runs_session(page, app):
     assert_clean(page)
     def gone() -> bool:
         left = _options(page, "Compare runs") + compared.all_inner_texts()
-        print("left", left, "before", before, "running", running)
-        page.screenshot(path="/tmp/gone.png")
         return len(left) == before - len(running) and not set(running) & set(left)
 
     eventually(page, gone, what="the deleted runs gone from the pickers")

@@ -102,3 +102,20 @@ def test_sweep_json_contract(capsys):
     assert "argument --t: must lie in [0," in capsys.readouterr().err
     assert main(["sweep", "--t", "0", "5000", "--n", "20", "--json"]) == 2
     assert "outside [0, 1000]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("generator", [None, "shipped-early"])
+def test_train_on_fashion_mnist_passes_the_pre_flight_check(generator, capsys, monkeypatch, tmp_path):
+    """The check loads Fashion-MNIST's own generator (it once loaded the digits one and refused every run)."""
+    import json
+
+    from genreg_core.runs.store import RunStore
+
+    monkeypatch.setenv("GENREG_HOME", str(tmp_path))
+    args = ["train", "--method", "ce", "--dataset", "fashion-mnist", "--preset", "tiny", "--epochs", "1",
+            "--per-class", "2", "--json"] + (["--generator", generator] if generator else [])
+    assert main(args) == 0, capsys.readouterr().err
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["epochs"] == 1 and 0 <= payload["test_accuracy"] <= 1
+    spec = RunStore().load_spec(payload["run_id"])
+    assert (spec.data.name, spec.data.image_size, spec.generator) == ("fashion-mnist", 28, generator)

@@ -141,6 +141,20 @@ def test_a_run_records_its_generators_fidelity(store):
     assert summary.generator_fidelity == pytest.approx(meta["class_fidelity"]) and 0.9 < summary.generator_fidelity
 
 
+def test_summarize_runs_keeps_datasets_and_generators_apart(tmp_path):
+    store = RunStore(tmp_path)
+    ids = [store.create_run(RunSpec(TrainConfig.tiny(), DataConfig(name=name), generator))
+           for name, generator in (("digits", None), ("fashion-mnist", None), ("fashion-mnist", "shipped-early"))]
+    runs = [store.summary(run_id) for run_id in ids]
+    assert [(r.dataset, r.generator) for r in runs] == [("digits", "shipped"), ("fashion-mnist", "shipped"),
+                                                        ("fashion-mnist", "shipped-early")]
+    for run in runs:  # finished, all with the same method, setting and seed
+        run.status, run.test_accuracy = "finished", 0.5
+    rows = summarize_runs(runs)
+    assert [(r["dataset"], r["generator"], r["runs"]) for r in rows] == [
+        ("digits", "shipped", 1), ("fashion-mnist", "shipped", 1), ("fashion-mnist", "shipped-early", 1)]
+
+
 def test_cli_train_and_runs_commands(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GENREG_HOME", str(tmp_path / "home"))
     args = ["train", "--method", "ce", "--per-class", "5", "--epochs", "2", "--seed", "1", "--preset", "tiny",
