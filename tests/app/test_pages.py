@@ -613,7 +613,7 @@ def test_training_runs_page_plots_accuracy_against_generator_quality(monkeypatch
     monkeypatch.setattr("genreg_app.runs.run_store", lambda: store)
     at = AppTest.from_file("../../app_pages/training_runs.py", default_timeout=120).run()
     assert not at.exception, at.exception
-    assert "Accuracy vs generator quality" in [s.value for s in at.subheader]
+    assert "Accuracy vs generator quality (digits)" in [s.value for s in at.subheader]
     summary = at.dataframe[1].value
     assert sorted(zip(summary["method"], summary["generator"])) == [("ce", "shipped"), ("gda", "shipped"),
                                                                      ("gda", "shipped-early")]
