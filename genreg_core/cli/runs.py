@@ -99,9 +99,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                "best_val_loss": result.best_val_loss if result else None,
                "test_accuracy": result.test_accuracy if result else None,
                "epochs": len(result.history) if result else 0, "run_id": run_id, "skipped": skipped}
-    recorded = store.summary(run_id)  # the generator-quality dial: the generator and its recorded class fidelity
-    payload.update(dataset=recorded.dataset, generator=recorded.generator,
-                   generator_fidelity=recorded.generator_fidelity)
     print(json.dumps(payload) if args.json else "\n".join(f"{k:>14}: {v}" for k, v in payload.items()))
     return 0
 
