@@ -114,7 +114,11 @@ def write_reports(rows: list[Row], args: argparse.Namespace, header: str) -> Non
     datasets = sorted({r.get("dataset", "digits") for r in rows}) or ["digits"]
     if len(datasets) > 1:
         raise ValueError(f"{args.results} mixes datasets {datasets}: one results file per dataset")
-    setting = (f"{datasets[0]}; {len(rows)} runs on one fixed test set (split seed "
+    test_sizes = sorted({r.get("n_test") for r in rows}, key=lambda n: n or 0)
+    if len(test_sizes) > 1:  # a row without n_test predates held-out scoring: never pooled with one that has it
+        raise ValueError(f"{args.results} mixes test sets of {test_sizes} images: one test set per results file")
+    of = f" of {test_sizes[0]:,} images" if test_sizes and test_sizes[0] else ""
+    setting = (f"{datasets[0]}; {len(rows)} runs on one fixed test set{of} (split seed "
                f"{sorted({r.get('split_seed') for r in rows}, key=str)}); inits {sorted({r['init'] for r in rows})}, "
                f"regimes {sorted({r['regime'] for r in rows})}, per class {sorted({r['per_class'] for r in rows})}, "
                f"seeds {sorted({r['seed'] for r in rows})}, epochs {sorted({r['epochs'] for r in rows})}")

@@ -436,6 +436,15 @@ def split_dataset(labels: torch.Tensor | np.ndarray, seed: int = 0, val_fraction
     return Split(np.sort(train), np.sort(val), np.sort(test), seed)
 
 
+def scoring_set(dataset: ImageDataset, split: Split) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The images, labels and name of the set a classifier run is scored on: the dataset's fixed held-out test set
+    when it has one (Fashion-MNIST's shipped 3,000, or the official 10,000 with ``--data-root``), else the split's
+    test part. Neither was seen by a shipped model, and no seed changes it."""
+    if dataset.held_out is not None:
+        return dataset.held_out.images, dataset.held_out.labels, dataset.held_out.name
+    return dataset.images[split.test], dataset.labels[split.test], f"{dataset.name}:split{split.seed}-test"
+
+
 def per_class_subset(labels: torch.Tensor | np.ndarray, indices: np.ndarray, per_class: int | None,
                      seed: int = 0) -> np.ndarray:
     """``per_class`` indices of each class drawn from ``indices`` (all of them when ``None``).

@@ -140,7 +140,8 @@ class CellState:
     def row(self) -> dict[str, Any]:
         """The reproduction grid's row of a finished cell (``experiments/results/*.jsonl``): its axes, the test
         accuracy at the best validation-loss epoch, the selection numbers, the labelled images each loss saw
-        (``n_ce_labels``, ``n_meta_labels``), the data and, for a method with a generator, a non-default one."""
+        (``n_ce_labels``, ``n_meta_labels``), the number of images it was scored on (``n_test``), the data and,
+        for a method with a generator, a non-default one."""
         from genreg_core.training.methods import GENERATOR_METHODS
 
         row = {"init": self.cell.init, "regime": self.cell.regime, "method": self.cell.method,
@@ -150,7 +151,7 @@ class CellState:
                "run_id": self.run_id}
         for key, name in (("best_epoch", "best_epoch"), ("val_accuracy_at_best", "val_accuracy"),
                           ("best_val_loss", "best_val_loss"), ("n_ce_labels", "n_ce_labels"),
-                          ("n_meta_labels", "n_meta_labels")):
+                          ("n_meta_labels", "n_meta_labels"), ("n_test_images", "n_test")):
             if key in self.final:
                 value = self.final[key]
                 row[name] = int(value) if key.startswith(("n_", "best_epoch")) else value
@@ -220,7 +221,7 @@ def _finish(store: RunStore, state: CellState, run_id: str) -> None:
     metrics = store.get_run(run_id).data.metrics
     state.status, state.run_id, state.error = "finished", run_id, None
     state.final = {k: metrics[k] for k in ("best_epoch", "val_accuracy_at_best", "best_val_loss", "n_ce_labels",
-                                           "n_meta_labels") if k in metrics}
+                                           "n_meta_labels", "n_test_images") if k in metrics}
     state.test_accuracy = metrics.get("test_accuracy_at_best")
     state.seconds, state.cpu_seconds = metrics.get("run_seconds"), metrics.get("run_cpu_seconds")
 

@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from genreg_core.data.datasets import scoring_set
 from genreg_core.distributed import Parallel
 from genreg_core.runs.store import RunSpec, RunStore
 from genreg_core.training.loop import TrainCallbacks, TrainResult, train_classifier
@@ -184,6 +185,7 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int | None = DEFAU
         final = {"best_val_loss": result.best_val_loss, "test_accuracy_at_best": result.test_accuracy,
                  "val_accuracy_at_best": best.get("val_accuracy"), "best_epoch": result.best_epoch,
                  "n_ce_labels": len(result.train_indices), "n_meta_labels": len(result.meta_indices),
+                 "n_test_images": len(scoring_set(lab.dataset, lab.split)[1]),
                  "run_seconds": time.perf_counter() - started, "run_cpu_seconds": time.process_time() - cpu_started}
         logger.log({k: v for k, v in final.items() if v is not None}, 0)
         logger.flush()

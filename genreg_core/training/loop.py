@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from genreg_core.config import META_VAL_BUDGETS, FeatureConfig, TrainConfig
-from genreg_core.data.datasets import ImageDataset, Split, per_class_subset
+from genreg_core.data.datasets import ImageDataset, Split, per_class_subset, scoring_set
 from genreg_core.device import resolve_device
 from genreg_core.diffusion.model import Generator
 from genreg_core.distributed import Parallel
@@ -322,6 +322,8 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
                      parallel: Parallel | None = None) -> TrainResult:
     """Train a ConvNet (``config.init``) with ``config.method`` and report the test accuracy at the best val-loss epoch.
 
+    The test set is :func:`scoring_set`'s: the dataset's fixed held-out test set when it has one, else the split's.
+
     Each epoch's metrics hold ``train_loss`` (mean over its steps) and the means of the method's step
     diagnostics, ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``; ``test_loss`` and ``test_accuracy`` only at
     an epoch whose validation loss is the best so far (the test set is read only where it could be reported).
@@ -341,7 +343,7 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
     device = parallel.device(resolve_device(device) if isinstance(device, str) else device)
     run, train_idx, meta_idx = _start(dataset, split, config, generator, device, callbacks, parallel)
     val_x, val_y = dataset.images[split.val], dataset.labels[split.val]
-    test_x, test_y = dataset.images[split.test], dataset.labels[split.test]
+    test_x, test_y, _ = scoring_set(dataset, split)
     if parallel.accelerator is not None:  # prepared once: each process evaluates its batches, gathered
         val_x, test_x = _eval_loader(parallel, val_x, val_y), _eval_loader(parallel, test_x, test_y)
     history: list[dict[str, float]] = []

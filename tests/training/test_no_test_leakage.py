@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from experiments.reproduce import grid_of
-from genreg_core.config import DataConfig, TrainConfig, config_from_dict
+from genreg_core.config import DataConfig, FeatureConfig, TrainConfig, config_from_dict
 from genreg_core.data.datasets import load_dataset, load_digits_dataset, per_class_subset, split_dataset
 from genreg_core.diffusion.model import load_generator
 from genreg_core.features.backbone import get_backbone, load_backbone
-from genreg_core.features.extractor import data_fingerprint, load_feature_extractor
+from genreg_core.features.extractor import build_convnet, data_fingerprint, load_feature_extractor
 from genreg_core.lab import Lab, real_subset
 from genreg_core.runs.grid import cell_spec, expand_cells
 from genreg_core.training.generator_regime import get_own_generator
@@ -167,3 +167,25 @@ def test_an_own_generator_trains_on_the_runs_rows_only(digits):
 
 def test_fixture_split_is_the_fixed_split(digits, digits_split):
     assert np.array_equal(digits_split.test, _fixed_split(load_digits_dataset(16)).test)
+
+
+def test_a_fashion_run_is_scored_on_the_fixed_held_out_test_set(fashion):
+    """Fashion-MNIST runs are scored on the 3,000 shipped test images, not the pool's test rows: the reported
+    accuracy is the returned model's own argmax accuracy on ``held_out`` (numpy), and not on the pool's test part."""
+    data = DataConfig(name="fashion-mnist", image_size=28)
+    split = split_dataset(fashion.labels, data.split_seed, data.val_fraction, data.test_fraction)
+    config = replace(TrainConfig.tiny(), per_class=40, epochs=1)
+    result = train_classifier(fashion, split, config)
+    model = build_convnet(FeatureConfig(width=config.width, feature_dim=config.feature_dim), 1, fashion.n_classes)
+    model.load_state_dict(result.state_dict)
+    model.eval()
+
+    def argmax_accuracy(images, labels) -> float:
+        with torch.no_grad():
+            predicted = model(images).numpy().argmax(axis=1)
+        return float(np.mean(predicted == labels.numpy()))
+
+    held_out = argmax_accuracy(fashion.held_out.images, fashion.held_out.labels)
+    pool_test = argmax_accuracy(fashion.images[split.test], fashion.labels[split.test])
+    assert result.test_accuracy == pytest.approx(held_out, abs=1e-9)
+    assert held_out != pytest.approx(pool_test, abs=1e-9)  # 3,000 vs 1,000 images: the two sets tell apart
