@@ -6,6 +6,7 @@ images); the train-on-reconstruction accuracy is scored on the val split. One JS
 ``seed``) per run; ``experiments.reproduce --sweep NAME=PATH`` pairs the smallest and largest t by seed:
 
     python -m experiments.reverse_step_seeds --seeds 0 1 2 3 4 --threads 1
+    python -m experiments.reverse_step_seeds --dataset fashion-mnist --seeds 0 1 2 3 4 --threads 1
 """
 
 from __future__ import annotations
@@ -17,21 +18,27 @@ from pathlib import Path
 import torch
 
 from genreg_core.analysis.reverse_step import SweepConfig, run_sweep
+from genreg_core.config import DataConfig
 from genreg_core.lab import open_lab
+
+OUT = {"digits": "experiments/results/sweep_test_seeds.json",
+       "fashion-mnist": "experiments/results/fashion-mnist/sweep_test_seeds.json"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--t", nargs="+", type=int, default=[100, 500, 900], help="reverse start steps")
-    parser.add_argument("--per-class", type=int, default=15, help="test images per class (36 per class exist)")
+    parser.add_argument("--dataset", default="digits", choices=sorted(OUT), help="embedded dataset")
+    parser.add_argument("--per-class", type=int, default=15,
+                        help="test-split images per class (digits has 36 a class, Fashion-MNIST 100)")
     parser.add_argument("--reference", default="disjoint", choices=["same", "disjoint"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="experiments/results/sweep_test_seeds.json")
+    parser.add_argument("--out", help="JSON rows (default: sweep_test_seeds.json in the dataset's results folder)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    lab = open_lab(device="cpu")
-    out = Path(args.out)
+    lab = open_lab(DataConfig(name=args.dataset), device="cpu")
+    out = Path(args.out or OUT[args.dataset])
     rows = json.loads(out.read_text()) if out.exists() else []
     done = {r["seed"] for r in rows}
     for seed in args.seeds:

@@ -180,8 +180,10 @@ def execute_run(store: RunStore, run_id: str, max_concurrent: int | None = DEFAU
         generator = _run_generator(store, run_id, lab, spec, logger, on_generator_step)
         callbacks = _recording_callbacks(store, run_id, logger, on_step, on_epoch, should_stop)
         result = train_classifier(lab.dataset, lab.split, spec.train, generator, lab.device, callbacks, parallel)
-        logger.flush()
         best = result.history[result.best_epoch - 1] if result.best_epoch else {}
+        if best:  # read once, after training: the best epoch's point of the epoch curves
+            logger.log({k: best[k] for k in ("test_loss", "test_accuracy")}, result.best_epoch)
+        logger.flush()
         final = {"best_val_loss": result.best_val_loss, "test_accuracy_at_best": result.test_accuracy,
                  "val_accuracy_at_best": best.get("val_accuracy"), "best_epoch": result.best_epoch,
                  "n_ce_labels": len(result.train_indices), "n_meta_labels": len(result.meta_indices),

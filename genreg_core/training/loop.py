@@ -57,7 +57,7 @@ class TrainResult:
     best_epoch: int | None  # epoch (from 1) of the lowest validation loss; None if no epoch completed
     best_val_loss: float | None  # that validation loss
     test_accuracy: float | None  # test accuracy at best_epoch (the number to report)
-    state_dict: dict[str, torch.Tensor]  # final classifier weights, on CPU
+    state_dict: dict[str, torch.Tensor]  # the best validation-loss epoch's classifier weights, on CPU
     config: TrainConfig  # the run's config
     train_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # dataset rows CE trained on
     meta_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # dataset rows of MGR's B_val
@@ -325,8 +325,9 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
     The test set is :func:`scoring_set`'s: the dataset's fixed held-out test set when it has one, else the split's.
 
     Each epoch's metrics hold ``train_loss`` (mean over its steps) and the means of the method's step
-    diagnostics, ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``; ``test_loss`` and ``test_accuracy`` only at
-    an epoch whose validation loss is the best so far (the test set is read only where it could be reported).
+    diagnostics, ``val_loss``, ``val_accuracy``, ``lr``, ``seconds``. The test set is read once, after training
+    (finished or stopped), by the weights of the best validation-loss epoch: that epoch's row alone gains
+    ``test_loss`` and ``test_accuracy``, and those weights are the returned ``state_dict``.
     Raises ``ValueError`` for an unknown method, a missing or incompatible generator, or a bad config, and
     ``FloatingPointError`` when a loss is not finite.
 
@@ -348,7 +349,7 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
         val_x, test_x = _eval_loader(parallel, val_x, val_y), _eval_loader(parallel, test_x, test_y)
     history: list[dict[str, float]] = []
     status: Literal["finished", "stopped"] = "finished"
-    best = -1
+    best, best_state = -1, None
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         rows = _train_epoch(run, epoch)
@@ -358,9 +359,8 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
         parallel.broadcast_buffers(run.model)  # one model on every process for evaluation
         val_loss, val_accuracy = _evaluate_on(run, val_x, val_y)
         row = {**_mean_metrics(rows), "epoch": float(epoch), "val_loss": val_loss, "val_accuracy": val_accuracy}
-        if best < 0 or val_loss < history[best]["val_loss"]:  # the test set is read only at a new best epoch
-            best = len(history)
-            row["test_loss"], row["test_accuracy"] = _evaluate_on(run, test_x, test_y)
+        if best < 0 or val_loss < history[best]["val_loss"]:
+            best, best_state = len(history), _cpu_state(run.model)
         row["seconds"] = time.perf_counter() - epoch_start
         history.append(row)
         if callbacks.on_epoch is not None:
@@ -368,8 +368,15 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
         snapshot = run.method.epoch_snapshot()
         if callbacks.on_snapshot is not None:
             callbacks.on_snapshot(epoch, snapshot)
-    state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
     found = best >= 0
+    if found:  # the one read of the test set: the best validation-loss weights, the classifier reported and saved
+        run.model.load_state_dict(best_state)
+        history[best]["test_loss"], history[best]["test_accuracy"] = _evaluate_on(run, test_x, test_y)
+    state = best_state if found else _cpu_state(run.model)
     return TrainResult(status, history, best + 1 if found else None, history[best]["val_loss"] if found else None,
                        history[best]["test_accuracy"] if found else None, state, config, train_idx, meta_idx,
                        time.perf_counter() - started)
+
+
+def _cpu_state(model: ConvNet) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

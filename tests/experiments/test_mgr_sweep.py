@@ -11,9 +11,9 @@ from genreg_core.data.datasets import ImageDataset
 
 
 def _sweep(dataset, split, generator) -> list[dict]:
-    # large enough to learn something (a constant prediction's test accuracy is blind to permuted labels); four
+    # large enough to learn something (a constant prediction's test accuracy is blind to permuted labels); three
     # epochs, so the best epoch is a choice too
-    base = replace(TrainConfig.tiny("mgr"), per_class=10, epochs=4, lr=1e-2)
+    base = replace(TrainConfig.tiny("mgr"), per_class=10, epochs=3, lr=1e-2)
     return [run_point(dataset, split, generator, "mgr", "mean", weight, 0, base) for weight in (0.0, 30.0)]
 
 

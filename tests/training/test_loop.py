@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from genreg_core.config import TrainConfig
+from genreg_core.config import FeatureConfig, TrainConfig
 from genreg_core.data.datasets import ImageDataset
+from genreg_core.features.extractor import build_convnet
 from genreg_core.training.loop import TrainCallbacks, split_meta_validation, train_classifier
 
 STEP_KEYS = {"train_loss", "ce_loss", "feature_norm", "head_grad_norm", "lr", "epoch"}
@@ -27,14 +28,40 @@ def test_reports_test_accuracy_at_best_validation_loss_epoch(digits, digits_spli
     assert result.best_val_loss == min(val_losses)
     assert result.test_accuracy == result.history[result.best_epoch - 1]["test_accuracy"]
     assert all(EPOCH_KEYS <= set(row) for row in result.history)
-    # the test set is read exactly at the epochs whose val loss is a new minimum, so nothing can select on it
-    new_best = [i == 0 or v < min(val_losses[:i]) for i, v in enumerate(val_losses)]
-    assert [TEST_KEYS <= set(row) for row in result.history] == new_best
-    assert not any(TEST_KEYS & set(row) for row, b in zip(result.history, new_best) if not b)
+    assert [TEST_KEYS <= set(row) for row in result.history] == [e == result.best_epoch for e in range(1, 5)]
     assert [s for s, _ in steps] == list(range(1, 4 * 4 + 1))  # 50 images, batch 16: 4 steps per epoch
     assert STEP_KEYS <= set(steps[0][1]) and all(np.isfinite(list(m.values())).all() for _, m in steps)
     assert len(result.train_indices) == 50 and set(result.train_indices) <= set(digits_split.train)
     assert all(v.device.type == "cpu" for v in result.state_dict.values())
+
+
+def test_the_test_set_is_read_once_after_training_by_the_best_validation_weights(digits, digits_split):
+    """No epoch's live metrics hold a test number; afterwards the best epoch's row does, and the returned weights
+    are that epoch's: their own (numpy) validation loss is the best epoch's, not the last's, and their argmax
+    accuracy on the test split is the reported one."""
+    config = replace(TrainConfig.tiny(), epochs=10, lr=0.03, augment=False, batch_size=50)  # val loss turns up
+    live = []
+    result = train_classifier(digits, digits_split, config, callbacks=TrainCallbacks(
+        on_epoch=lambda e, m: live.append(set(m))))
+    assert result.best_epoch < config.epochs  # the fixed seed's run: best epoch 8 of 10
+    assert len(live) == 10 and not any(TEST_KEYS & keys for keys in live)
+    assert [TEST_KEYS <= set(row) for row in result.history] == [e == result.best_epoch for e in range(1, 11)]
+
+    model = build_convnet(FeatureConfig(width=config.width, feature_dim=config.feature_dim), 1, digits.n_classes)
+    model.load_state_dict(result.state_dict)
+    model.eval()
+
+    def logits(rows) -> np.ndarray:
+        with torch.no_grad():
+            return model(digits.images[rows]).numpy().astype(np.float64)
+
+    val, y_val = logits(digits_split.val), digits.labels[digits_split.val].numpy()
+    shifted = val - val.max(axis=1, keepdims=True)
+    nll = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(y_val)), y_val]
+    assert nll.mean() == pytest.approx(result.best_val_loss, rel=1e-4)
+    assert nll.mean() != pytest.approx(result.history[-1]["val_loss"], rel=1e-3)
+    test_accuracy = np.mean(logits(digits_split.test).argmax(axis=1) == digits.labels[digits_split.test].numpy())
+    assert result.test_accuracy == pytest.approx(test_accuracy, abs=1e-9)
 
 
 def test_same_seed_same_run(digits, digits_split):
