@@ -6,7 +6,7 @@ store (``mlflow server --backend-store-uri sqlite:///…/mlflow.db``; docs/grids
 
 Layout under ``$GENREG_HOME`` (default ``~/.genreg``):
 ``mlflow.db`` (tracking store; ``mlflow ui --backend-store-uri sqlite:///…/mlflow.db`` shows the runs),
-``artifacts/`` (snapshots, final classifier, all safetensors) and ``runs/<run_id>/`` (the run's config,
+``artifacts/`` (snapshots, the best-validation classifier, all safetensors) and ``runs/<run_id>/`` (the run's config,
 its stop flag and its worker log). Statuses follow MLflow: SCHEDULED (queued), RUNNING, FINISHED,
 KILLED (stopped by the user), FAILED (crash or non-finite loss, with the error text in a tag).
 """
