@@ -109,17 +109,23 @@ def extra_meta_validation(labels: torch.Tensor | np.ndarray, pool: np.ndarray, t
     return np.sort(np.concatenate(meta))
 
 
-def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512,
+CPU_EVAL_BATCH, ACCELERATOR_EVAL_BATCH = 128, 512  # on CPU a smaller batch stays in cache: bench/bench_fashion.py
+
+
+def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int | None = None,
              parallel: Parallel | None = None) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` in eval mode on ``images`` (N, C, H, W).
+    """Mean cross-entropy and accuracy of ``model`` in eval mode on ``images`` (N, C, H, W), ``batch_size``
+    images at a time (default: 128 on CPU, 512 on an accelerator).
 
     With an accelerator in ``parallel`` each process evaluates its share of the batches and the logits are
     gathered (``gather_for_metrics``, which drops the samples Accelerate repeats to even out the last batch), so
     every process returns the numbers of the whole set.
     """
     if parallel is not None and parallel.accelerator is not None:
-        return _evaluate_gathered(model, _eval_loader(parallel, images, labels, batch_size), parallel)
+        return _evaluate_gathered(model, _eval_loader(parallel, images, labels, batch_size or ACCELERATOR_EVAL_BATCH),
+                                  parallel)
     device = next(model.parameters()).device
+    batch_size = batch_size or (CPU_EVAL_BATCH if device.type == "cpu" else ACCELERATOR_EVAL_BATCH)
     was_training = model.training
     model.eval()
     loss, correct = 0.0, 0
@@ -135,7 +141,8 @@ def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_s
     return loss / n, correct / n
 
 
-def _eval_loader(parallel: Parallel, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512):
+def _eval_loader(parallel: Parallel, images: torch.Tensor, labels: torch.Tensor,
+                 batch_size: int = ACCELERATOR_EVAL_BATCH):
     """A DataLoader of ``(images, labels)`` prepared by the accelerator: this process's batches, on its device."""
     from torch.utils.data import DataLoader, TensorDataset
 
