@@ -34,8 +34,8 @@ from genreg_core.lab import check_compatible
 from genreg_core.paths import genreg_home
 from genreg_core.training.methods import Method, MethodSetup, make_method
 
-__all__ = ["TrainCallbacks", "TrainConfig", "TrainResult", "build_classifier", "evaluate", "extra_meta_validation",
-           "split_meta_validation", "train_classifier"]
+__all__ = ["TrainCallbacks", "TrainConfig", "TrainResult", "build_classifier", "eval_batch_size", "evaluate",
+           "extra_meta_validation", "split_meta_validation", "train_classifier"]
 
 
 @dataclass
@@ -109,23 +109,26 @@ def extra_meta_validation(labels: torch.Tensor | np.ndarray, pool: np.ndarray, t
     return np.sort(np.concatenate(meta))
 
 
-CPU_EVAL_BATCH, ACCELERATOR_EVAL_BATCH = 128, 512  # on CPU a smaller batch stays in cache: bench/bench_fashion.py
+def eval_batch_size(device: torch.device) -> int:
+    """Images per evaluation batch: 128 on CPU (it stays in cache: faster than 512, see bench/bench_fashion.py),
+    512 on an accelerator."""
+    return 128 if device.type == "cpu" else 512
 
 
 def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int | None = None,
              parallel: Parallel | None = None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` in eval mode on ``images`` (N, C, H, W), ``batch_size``
-    images at a time (default: 128 on CPU, 512 on an accelerator).
+    images at a time (default: :func:`eval_batch_size`).
 
     With an accelerator in ``parallel`` each process evaluates its share of the batches and the logits are
     gathered (``gather_for_metrics``, which drops the samples Accelerate repeats to even out the last batch), so
     every process returns the numbers of the whole set.
     """
     if parallel is not None and parallel.accelerator is not None:
-        return _evaluate_gathered(model, _eval_loader(parallel, images, labels, batch_size or ACCELERATOR_EVAL_BATCH),
-                                  parallel)
+        loader = _eval_loader(parallel, images, labels, batch_size or eval_batch_size(parallel.accelerator.device))
+        return _evaluate_gathered(model, loader, parallel)
     device = next(model.parameters()).device
-    batch_size = batch_size or (CPU_EVAL_BATCH if device.type == "cpu" else ACCELERATOR_EVAL_BATCH)
+    batch_size = batch_size or eval_batch_size(device)
     was_training = model.training
     model.eval()
     loss, correct = 0.0, 0
@@ -141,8 +144,7 @@ def evaluate(model: ConvNet, images: torch.Tensor, labels: torch.Tensor, batch_s
     return loss / n, correct / n
 
 
-def _eval_loader(parallel: Parallel, images: torch.Tensor, labels: torch.Tensor,
-                 batch_size: int = ACCELERATOR_EVAL_BATCH):
+def _eval_loader(parallel: Parallel, images: torch.Tensor, labels: torch.Tensor, batch_size: int):
     """A DataLoader of ``(images, labels)`` prepared by the accelerator: this process's batches, on its device."""
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -353,7 +355,8 @@ def train_classifier(dataset: ImageDataset, split: Split, config: TrainConfig, g
     val_x, val_y = dataset.images[split.val], dataset.labels[split.val]
     test_x, test_y, _ = scoring_set(dataset, split)
     if parallel.accelerator is not None:  # prepared once: each process evaluates its batches, gathered
-        val_x, test_x = _eval_loader(parallel, val_x, val_y), _eval_loader(parallel, test_x, test_y)
+        batch = eval_batch_size(device)
+        val_x, test_x = _eval_loader(parallel, val_x, val_y, batch), _eval_loader(parallel, test_x, test_y, batch)
     history: list[dict[str, float]] = []
     status: Literal["finished", "stopped"] = "finished"
     best, best_state = -1, None
