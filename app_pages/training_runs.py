@@ -228,7 +228,9 @@ def runs_panel() -> None:
         diagnostics = st.multiselect("Method diagnostics", extra, key="tr.diag")
         keys = list(EPOCH_KEYS) + diagnostics
         histories = {names[run_id]: store.history(run_id, tuple(keys)) for run_id in chosen}
-        st.plotly_chart(run_curves(histories, keys), key="tr.curves")
+        st.plotly_chart(run_curves(histories, keys, titles={"test_accuracy": "test_accuracy (read once, at the best "
+                                                                             "val-loss epoch, after training)"}),
+                        key="tr.curves")
     summary = summarize_runs(runs)
     if summary:
         st.subheader("Summary: test accuracy at best validation loss")

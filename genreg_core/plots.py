@@ -163,17 +163,21 @@ def drift_scatter(original_xy: np.ndarray, reconstruction_xy: np.ndarray, t_valu
 
 
 def run_curves(histories: dict[str, dict[str, list[tuple[int, float]]]], keys: Sequence[str],
-               n_cols: int = 2) -> go.Figure:
-    """One subplot per metric key, one line per run (``{run_name: {key: [(step, value)]}}``)."""
+               n_cols: int = 2, titles: dict[str, str] | None = None) -> go.Figure:
+    """One subplot per metric key (titled ``titles[key]`` where given), one line per run
+    (``{run_name: {key: [(step, value)]}}``), all on one epoch axis; a lone point is drawn larger."""
+    titles = titles or {}
     n_rows = max(1, (len(keys) + n_cols - 1) // n_cols)
-    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=list(keys))
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=[titles.get(k, k) for k in keys],
+                        shared_xaxes="all")
     for r, (name, history) in enumerate(histories.items()):
         color = PALETTE[r % len(PALETTE)]
         for i, key in enumerate(keys):
             series = history.get(key, [])
             fig.add_trace(go.Scatter(x=[s for s, _ in series], y=[v for _, v in series], mode="lines+markers",
-                                     name=name, legendgroup=name, showlegend=i == 0, marker=dict(size=4),
-                                     line=dict(color=color)), row=i // n_cols + 1, col=i % n_cols + 1)
+                                     name=name, legendgroup=name, showlegend=i == 0,
+                                     marker=dict(size=9 if len(series) == 1 else 4), line=dict(color=color)),
+                          row=i // n_cols + 1, col=i % n_cols + 1)
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(height=280 * n_rows, margin=dict(l=10, r=10, t=40, b=10))
     return fig

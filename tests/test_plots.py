@@ -10,6 +10,7 @@ from genreg_core.plots import (
     feature_scatter,
     quality_chart,
     reference_scatter,
+    run_curves,
     sweep_curves,
 )
 
@@ -89,3 +90,14 @@ def test_quality_chart_places_each_generator_at_its_fidelity_and_ce_as_a_level()
     ce = next(t for t in fig.data if t.name.startswith("ce"))
     assert ce.line.dash == "dash" and list(ce.x) == pytest.approx([45.0, 71.4])
     assert ce.y[0] == ce.y[1] == pytest.approx((0.66 * 2 + 0.63) / 3 * 100) and "(3 runs)" in ce.name
+
+
+def test_run_curves_put_the_once_read_test_point_on_the_shared_epoch_axis():
+    history = {"val_loss": [(1, 2.0), (2, 1.5), (3, 1.6)], "test_accuracy": [(2, 0.7)]}
+    fig = run_curves({"a": history, "b": {"val_loss": [(1, 2.1)]}}, ["val_loss", "test_accuracy"],
+                     titles={"test_accuracy": "test (read once)"})
+    assert [a.text for a in fig.layout.annotations] == ["val_loss", "test (read once)"]
+    assert fig.layout.xaxis2.matches == "x"  # one epoch axis: the lone test point sits at its epoch, not alone
+    a_test = next(t for t in fig.data if t.name == "a" and t.xaxis == "x2")
+    assert list(a_test.x) == [2] and list(a_test.y) == [0.7] and a_test.marker.size > 4
+    assert [t.showlegend for t in fig.data] == [True, False, True, False]  # one legend entry a run
