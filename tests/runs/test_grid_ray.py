@@ -53,7 +53,8 @@ def test_a_killed_task_is_retried_then_failed_and_the_grid_completes(local_ray, 
     killer = threading.Thread(target=_kill_runs_of, args=(store, "all", stop, killed), daemon=True)
     killer.start()
     try:
-        result = run_grid(store, tiny_grid(per_class=(5, None), seeds=(0,)), RayEngine(store, Resources(1)),
+        # 8 epochs: the "all" run must outlive the killer's first look at its pid (1 epoch now ends too soon)
+        result = run_grid(store, tiny_grid(per_class=(5, None), seeds=(0,), epochs=8), RayEngine(store, Resources(1)),
                           retries=1, poll_seconds=0.3)
     finally:
         stop.set()
