@@ -139,12 +139,31 @@ def widget(page, kind: str, label: str):
         has=page.locator('[data-testid="stWidgetLabel"]', has_text=label)).first
 
 
-def choose(page, kind: str, label: str, option: str) -> None:
-    """Pick ``option`` in a select box (or add it to a multiselect)."""
-    widget(page, kind, label).locator('[role="combobox"]').click()
-    page.get_by_role("option", name=option, exact=True).click()
+def chosen(page, kind: str, label: str, option: str) -> bool:
+    """Whether the select box called ``label`` shows ``option`` (or the multiselect has it among its tags)."""
     if kind == "stMultiSelect":
-        page.keyboard.press("Escape")
+        return selected_tags(page, label).filter(has_text=option).count() > 0
+    box = widget(page, kind, label).locator('input[role="combobox"]')
+    return box.count() > 0 and box.input_value() == option
+
+
+def choose(page, kind: str, label: str, option: str, tries: int = 3) -> None:
+    """Pick ``option`` in a select box (or add it to a multiselect), and check that the pick took.
+
+    Headless Chromium now and then drops the click on an option (seen in CI and locally, in one tab or with two
+    open), so the pick is repeated, up to ``tries`` times, until the widget shows it.
+    """
+    for _ in range(tries):
+        widget(page, kind, label).locator('[role="combobox"]').click()
+        page.get_by_role("option", name=option, exact=True).click()
+        if kind == "stMultiSelect":
+            page.keyboard.press("Escape")
+        try:
+            eventually(page, lambda: chosen(page, kind, label, option), timeout=5, what=f"{label} = {option}")
+            return
+        except TimeoutError:
+            wait_idle(page)  # a rerun may have replaced the widget under the click: pick again once it is done
+    raise AssertionError(f"{label!r} does not show {option!r} after {tries} picks")
 
 
 def press_slider(page, label: str, *keys: str) -> None:

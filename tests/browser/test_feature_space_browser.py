@@ -83,12 +83,15 @@ def test_feature_space_survives_a_session(page, app):
 
 
 def test_two_tabs_at_once_share_one_computation(page, browser, app):
+    """Two tabs press Compute on the same new settings at once: one computation serves both (the shared
+    background projection job is tested without a browser, in tests/app)."""
     other = browser.new_context(viewport={"width": 1400, "height": 2400}).new_page()
     other.set_default_timeout(60_000)
     tabs = (page, other)
     try:
         for tab in tabs:
             open_page(tab, app.url + "/feature_space")
+        before = _metric_values(page)
         for tab in tabs:  # new settings in both, submitted one right after the other
             widget(tab, "stNumberInput", "Seed").locator("input").fill("3")
         for tab in tabs:
@@ -97,11 +100,6 @@ def test_two_tabs_at_once_share_one_computation(page, browser, app):
             wait_idle(tab)
             assert_clean(tab)
         assert _metric_values(page) == _metric_values(other) and len(_metric_values(page)) == 5
-        for tab in tabs:  # both ask for t-SNE: one background job serves both
-            choose(tab, "stSelectbox", "Method", "t-SNE")
-        for tab in tabs:
-            tab.locator(CHART).first.locator(".xtitle", has_text="t-SNE 1").wait_for(timeout=180_000)
-            wait_idle(tab)
-            assert_clean(tab)
+        assert _metric_values(page) != before  # a new seed: new synthetic samples
     finally:
         other.context.close()
